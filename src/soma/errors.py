@@ -111,3 +111,7 @@ class AgentError(SomaError):
 
 class MaxStepsExceeded(AgentError):
     """The agent used its step budget without a final answer."""
+
+
+class BudgetExceeded(AgentError):
+    """A run used more tokens, cost or wall time than its budget allows."""

@@ -43,7 +43,9 @@ class Message(BaseModel):
         return cls(role="user", content=content)
 
     @classmethod
-    def assistant(cls, content: str | None = None, tool_calls: list[ToolCall] | None = None) -> Message:
+    def assistant(
+        cls, content: str | None = None, tool_calls: list[ToolCall] | None = None
+    ) -> Message:
         return cls(role="assistant", content=content, tool_calls=tool_calls or [])
 
     @classmethod

@@ -25,7 +25,8 @@ def _check_semver(value: str) -> str:
 def _check_name(value: str) -> str:
     if not _NAME_RE.match(value):
         raise ValueError(
-            f"{value!r} is not a valid name: use lower-case letters, digits and single '-', '_' or '.'"
+            f"{value!r} is not a valid name: "
+            "use lower-case letters, digits and single '-', '_' or '.'"
         )
     return value
 
@@ -94,7 +95,10 @@ class Budget(Spec):
 
 
 class Artifact(Spec):
-    """Writes an output field to a workspace file when the run ends, so weak models need no tools."""
+    """Writes an output field to a workspace file when the run ends, so weak models need no tools.
+
+    ``from`` names the output field; ``path`` is relative to the workspace root.
+    """
 
     source: str = Field(alias="from", min_length=1)
     path: str = Field(min_length=1)

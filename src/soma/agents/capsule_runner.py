@@ -1,0 +1,157 @@
+"""Runs one capsule with one persona in a workspace: the unit of work of every project.
+
+It binds the pure agent loop to real effects (a model, the tool registry in a sandbox) and ends
+every run, successful or not, in a commit authored by the agent, so the workspace history tells
+who did what.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from pydantic import BaseModel
+
+from soma.agents.driver import AgentResult, EventSink, drive
+from soma.agents.loop import AgentLoop, AgentTask, ToolOutcome
+from soma.agents.prompts import system_prompt, user_prompt
+from soma.errors import SpecError, UnknownTool
+from soma.models.protocol import Model
+from soma.models.types import ToolCall, Usage
+from soma.specs.models import Capsule, Persona
+from soma.tools import ToolContext, ToolRegistry
+from soma.tools.sandbox import Sandbox
+from soma.workspace import AgentIdentity, Workspace
+
+
+class CapsuleRunResult(BaseModel):
+    run_id: str
+    capsule: str
+    persona: str
+    model: str
+    ok: bool
+    output: Any = None
+    error: str | None = None
+    steps: int
+    usage: Usage
+    artifacts: list[str] = []
+    commit: str | None = None
+
+
+def check_inputs(capsule: Capsule, inputs: Mapping[str, Any]) -> None:
+    """Reject inputs that do not match the capsule's input schema, naming the field."""
+    validator = Draft202012Validator(capsule.inputs)
+    error = next(iter(validator.iter_errors(dict(inputs))), None)
+    if error is not None:
+        path = ".".join(str(p) for p in error.absolute_path)
+        raise SpecError(
+            error.message,
+            field=f"inputs.{path}" if path else "inputs",
+            hint=f"capsule {capsule.ref} expects inputs matching {json.dumps(capsule.inputs)}",
+        )
+
+
+def allowed_tools(capsule: Capsule, persona: Persona, registry: ToolRegistry) -> list[str]:
+    """The capsule's tools that the persona may use; a tool nobody registered is an error."""
+    known = set(registry.names())
+    names: list[str] = []
+    for grant in capsule.tools:
+        if grant.name not in known:
+            raise UnknownTool(
+                f"capsule {capsule.ref} uses tool '{grant.name}', which is not registered",
+                hint=f"registered tools: {', '.join(sorted(known))}",
+            )
+        if any(fnmatch.fnmatchcase(grant.name, pattern) for pattern in persona.tools):
+            names.append(grant.name)
+    return names
+
+
+async def run_capsule(
+    capsule: Capsule,
+    persona: Persona,
+    inputs: Mapping[str, Any],
+    *,
+    model: Model,
+    registry: ToolRegistry,
+    workspace: Workspace,
+    sandbox: Sandbox,
+    run_id: str | None = None,
+    on_event: EventSink | None = None,
+    tool_timeout_s: float = 60.0,
+    tool_memory_mb: int = 1024,
+) -> CapsuleRunResult:
+    check_inputs(capsule, inputs)
+    run_id = run_id or uuid.uuid4().hex[:12]
+    tool_names = allowed_tools(capsule, persona, registry)
+    identity = AgentIdentity(persona=persona.name, capsule=capsule.name, run_id=run_id)
+    context = ToolContext(
+        workspace=workspace,
+        sandbox=sandbox,
+        agent=identity,
+        timeout_s=tool_timeout_s,
+        memory_mb=tool_memory_mb,
+    )
+    task = AgentTask(
+        run_id=run_id,
+        system_prompt=system_prompt(persona, capsule, tool_names),
+        user_prompt=user_prompt(capsule, inputs),
+        tools=tuple(registry.specs(tool_names)),
+        output_schema=capsule.outputs,
+        max_steps=capsule.budget.max_steps,
+        max_tokens=capsule.budget.max_tokens,
+        temperature=persona.model.temperature,
+    )
+    permitted = frozenset(tool_names)
+
+    async def execute(call: ToolCall) -> ToolOutcome:
+        if call.name not in permitted:
+            return ToolOutcome(
+                call_id=call.id,
+                name=call.name,
+                ok=False,
+                output=f"tool '{call.name}' is not available to you; use one of: "
+                + (", ".join(tool_names) or "(none)"),
+            )
+        result = await registry.call(call.name, call.arguments, context)
+        return ToolOutcome(call_id=call.id, name=call.name, ok=result.ok, output=result.output)
+
+    result = await drive(AgentLoop(task), model, execute, on_event=on_event)
+    artifacts = _write_artifacts(capsule, workspace, result) if result.ok else []
+    commit = workspace.commit(_commit_message(capsule, run_id, result), identity)
+    return CapsuleRunResult(
+        run_id=run_id,
+        capsule=capsule.ref,
+        persona=persona.name,
+        model=model.name,
+        ok=result.ok,
+        output=result.output,
+        error=result.error,
+        steps=result.steps,
+        usage=result.usage,
+        artifacts=artifacts,
+        commit=commit,
+    )
+
+
+def _write_artifacts(capsule: Capsule, workspace: Workspace, result: AgentResult) -> list[str]:
+    written: list[str] = []
+    output = result.output if isinstance(result.output, dict) else {}
+    for artifact in capsule.artifacts:
+        if artifact.source not in output:
+            continue
+        value = output[artifact.source]
+        text = value if isinstance(value, str) else json.dumps(value, indent=2, ensure_ascii=False)
+        target = workspace.resolve(artifact.path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+        written.append(artifact.path)
+    return written
+
+
+def _commit_message(capsule: Capsule, run_id: str, result: AgentResult) -> str:
+    status = "done" if result.ok else f"failed: {result.error}"
+    return f"{capsule.name}: {status}\n\nSoma-Capsule: {capsule.ref}\nSoma-Run: {run_id}\n"

@@ -1,0 +1,252 @@
+"""The ``soma`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import sys
+import uuid
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, ParamSpec, TypeVar
+
+import typer
+import yaml
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from soma import __version__
+from soma.agents.capsule_runner import run_capsule
+from soma.cli.progress import ProgressPrinter, summary_table
+from soma.errors import SomaError, SpecError
+from soma.models.registry import resolve_model
+from soma.settings import Settings
+from soma.specs.library import Library
+from soma.specs.loader import load_spec, spec_json_schema
+from soma.tools import default_registry
+from soma.tools.sandbox import make_sandbox
+from soma.workspace import Workspace
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+console = Console()
+err_console = Console(stderr=True)
+
+app = typer.Typer(
+    name="soma",
+    help="SomaAgentHub: teams of AI agents, governed by a constitution, deliver whole projects.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+capsule_app = typer.Typer(help="Inspect and validate Task Capsules.", no_args_is_help=True)
+persona_app = typer.Typer(help="Inspect personas.", no_args_is_help=True)
+agent_app = typer.Typer(help="Run a single agent on one capsule.", no_args_is_help=True)
+app.add_typer(capsule_app, name="capsule")
+app.add_typer(persona_app, name="persona")
+app.add_typer(agent_app, name="agent")
+
+DEFAULT_GOAL_CAPSULE = "write-spec"
+
+
+def friendly_errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """Show a SomaError as one clear message and exit 2, never as a traceback."""
+
+    @wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except SomaError as exc:
+            err_console.print(f"[red]error:[/] {escape(str(exc))}")
+            raise typer.Exit(2) from exc
+
+    return wrapper
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"soma {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """SomaAgentHub command line."""
+
+
+def _library(settings: Settings) -> Library:
+    extra = settings.home / "library"
+    return Library.builtin() if not extra.is_dir() else Library.from_dirs(extra, builtin=True)
+
+
+def _parse_inputs(pairs: list[str]) -> dict[str, Any]:
+    inputs: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise SpecError(f"--input {pair!r} is not key=value", field="inputs")
+        inputs[key] = _coerce(raw)
+    return inputs
+
+
+def _coerce(raw: str) -> Any:
+    """Values that parse as JSON objects, lists, numbers or booleans are taken as such."""
+    if raw[:1] in "[{" or raw in ("true", "false", "null") or re.fullmatch(r"-?\d+(\.\d+)?", raw):
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError:
+            return raw
+    return raw
+
+
+def _project_id(goal: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", goal.lower()).strip("-")[:40].strip("-") or "project"
+    return f"{slug}-{uuid.uuid4().hex[:6]}"
+
+
+def _run_one(
+    capsule_ref: str, inputs: dict[str, Any], project: str | None, model_name: str | None
+) -> None:
+    settings = Settings()
+    library = _library(settings)
+    capsule = library.capsule(capsule_ref)
+    persona = library.persona(capsule.persona)
+    model = resolve_model(model_name or settings.model, settings)
+    workspace = Workspace.open(settings.workspaces_dir, project or _project_id(capsule.name))
+    sandbox = make_sandbox(settings.sandbox)
+    console.print(
+        f"[bold]{capsule.ref}[/] as [bold]{persona.name}[/] on [bold]{model.name}[/] "
+        f"in {workspace.root}"
+    )
+    result = asyncio.run(
+        run_capsule(
+            capsule,
+            persona,
+            inputs,
+            model=model,
+            registry=default_registry(),
+            workspace=workspace,
+            sandbox=sandbox,
+            on_event=ProgressPrinter(console),
+            tool_timeout_s=settings.sandbox_timeout_s,
+            tool_memory_mb=settings.sandbox_memory_mb,
+        )
+    )
+    console.print(summary_table(result, str(workspace.root)))
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+@friendly_errors
+def run(
+    goal: Annotated[str, typer.Argument(help="What the project should achieve.")],
+    capsule: Annotated[
+        str, typer.Option(help="Capsule to run for the goal (planning arrives with orchestration).")
+    ] = DEFAULT_GOAL_CAPSULE,
+    project: Annotated[str | None, typer.Option(help="Workspace/project id to reuse.")] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Model: 'local' or 'openai:<name>'. Default: SOMA_MODEL.")
+    ] = None,
+) -> None:
+    """Turn a goal into work in a fresh project workspace, ending in a commit."""
+    _run_one(capsule, {"goal": goal}, project or _project_id(goal), model)
+
+
+@agent_app.command("run")
+@friendly_errors
+def agent_run(
+    capsule: Annotated[str, typer.Argument(help="Capsule name, optionally name@range.")],
+    input: Annotated[
+        list[str] | None, typer.Option("--input", "-i", help="Input as key=value (repeatable).")
+    ] = None,
+    project: Annotated[str | None, typer.Option(help="Workspace/project id to reuse.")] = None,
+    model: Annotated[str | None, typer.Option(help="Model: 'local' or 'openai:<name>'.")] = None,
+) -> None:
+    """Run one capsule with its persona, without orchestration."""
+    _run_one(capsule, _parse_inputs(input or []), project, model)
+
+
+@capsule_app.command("list")
+@friendly_errors
+def capsule_list() -> None:
+    """List the capsules in the library."""
+    table = Table("name", "version", "persona", "review", "description")
+    for item in _library(Settings()).capsules():
+        table.add_row(item.name, item.version, item.persona, item.review, item.description)
+    console.print(table)
+
+
+@capsule_app.command("show")
+@friendly_errors
+def capsule_show(name: Annotated[str, typer.Argument(help="Capsule name or name@range.")]) -> None:
+    """Show a capsule as YAML."""
+    item = _library(Settings()).capsule(name)
+    console.print(yaml.safe_dump(item.model_dump(by_alias=True), sort_keys=False), markup=False)
+
+
+@capsule_app.command("validate")
+@friendly_errors
+def capsule_validate(
+    paths: Annotated[list[Path], typer.Argument(help="capsule.yaml files or folders.")],
+) -> None:
+    """Validate capsule files; print every problem with file:line and field path."""
+    problems = 0
+    for path in _expand(paths):
+        try:
+            spec = load_spec(path)
+        except SpecError as exc:
+            problems += 1
+            err_console.print(f"[red]✗[/] {escape(str(exc))}")
+        else:
+            console.print(f"[green]✓[/] {path} ({getattr(spec, 'kind', '?')})")
+    if problems:
+        raise typer.Exit(1)
+
+
+def _expand(paths: list[Path]) -> list[Path]:
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found.extend(sorted(path.rglob("*.yaml")))
+        else:
+            found.append(path)
+    return found
+
+
+@persona_app.command("list")
+@friendly_errors
+def persona_list() -> None:
+    """List the personas in the library."""
+    table = Table("name", "version", "role", "tools")
+    for item in _library(Settings()).personas():
+        table.add_row(item.name, item.version, item.role, ", ".join(item.tools))
+    console.print(table)
+
+
+@persona_app.command("show")
+@friendly_errors
+def persona_show(name: Annotated[str, typer.Argument(help="Persona name.")]) -> None:
+    """Show a persona as YAML."""
+    item = _library(Settings()).persona(name)
+    console.print(yaml.safe_dump(item.model_dump(), sort_keys=False), markup=False)
+
+
+@app.command()
+@friendly_errors
+def schema(
+    kind: Annotated[str, typer.Argument(help="capsule, persona, constitution or plan.")],
+) -> None:
+    """Print the JSON Schema of a spec kind (for editors and CI validation)."""
+    sys.stdout.write(json.dumps(spec_json_schema(kind), indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    app()
