@@ -62,12 +62,13 @@ TOOLS = [
         },
     ),
 ]
+# (prompt, the sensible first move: a tool name or "final")
 TOOL_PROMPTS = [
-    "What is in the file README.md?",
-    "List the files in the current directory.",
-    "What is 2 + 2?",
-    "Show me the contents of setup.py.",
-    "Say hello.",
+    ("What is in the file README.md?", "read_file"),
+    ("List the files in the current directory.", "run_shell"),
+    ("What is 2 + 2?", "final"),
+    ("Show me the contents of setup.py.", "read_file"),
+    ("Say hello.", "final"),
 ]
 
 
@@ -85,13 +86,18 @@ async def _ours_tps(model: LocalModel) -> tuple[float, int]:
 
 
 def _direct_tps(model: LocalModel) -> tuple[float, int]:
-    llama = model._runtime.llama
+    """The same prompt text, sampling settings and stops, straight into llama.cpp."""
+    runtime = model._runtime
+    formatted = runtime.formatter(messages=[{"role": "user", "content": SPEED_PROMPT}])
+    prompt = runtime.llama.tokenize(formatted.prompt.encode(), add_bos=False, special=True)
     started = time.perf_counter()
-    out: Any = llama.create_chat_completion(
-        messages=[{"role": "user", "content": SPEED_PROMPT}],
+    out: Any = runtime.llama.create_completion(
+        prompt=prompt,
         max_tokens=SPEED_TOKENS,
         temperature=0.0,
         seed=model.seed,
+        repeat_penalty=model.repeat_penalty,
+        stop=[runtime.eos_token, "<end_of_turn>", "<|im_end|>"],
     )
     elapsed = time.perf_counter() - started
     tokens = int(out["usage"]["completion_tokens"])
@@ -113,8 +119,9 @@ def _tool_call_ok(response: Any) -> bool:
     return isinstance(message.content, str)
 
 
-async def _json_rate(model: LocalModel) -> tuple[int, int, float, list[str]]:
+async def _json_rate(model: LocalModel, verbose: bool) -> tuple[int, int, int, float, list[str]]:
     ok = 0
+    sensible = 0
     total = 0
     seconds: list[float] = []
     kinds: list[str] = []
@@ -132,10 +139,14 @@ async def _json_rate(model: LocalModel) -> tuple[int, int, float, list[str]]:
             jsonschema.validate(json.loads(response.message.content or ""), SPEC_SCHEMA)
             ok += 1
             kinds.append("json")
+            if verbose:
+                print(f"  {prompt!r}: {response.message.content}", file=sys.stderr)
         except (ModelError, ValueError, jsonschema.ValidationError) as exc:
             kinds.append(f"bad:{type(exc).__name__}")
+            if verbose:
+                print(f"  {prompt!r}: {exc}", file=sys.stderr)
         seconds.append(time.perf_counter() - started)
-    for prompt in TOOL_PROMPTS:
+    for prompt, expected in TOOL_PROMPTS:
         total += 1
         started = time.perf_counter()
         try:
@@ -153,13 +164,16 @@ async def _json_rate(model: LocalModel) -> tuple[int, int, float, list[str]]:
             ok += good
             calls = response.message.tool_calls
             kinds.append(calls[0].name if calls else "final" if good else "bad")
+            sensible += good and kinds[-1] == expected
         except ModelError as exc:
             kinds.append(f"bad:{type(exc).__name__}")
+            if verbose:
+                print(f"  {prompt!r}: {exc}", file=sys.stderr)
         seconds.append(time.perf_counter() - started)
-    return ok, total, statistics.mean(seconds), kinds
+    return ok, sensible, total, statistics.mean(seconds), kinds
 
 
-async def bench(name: str, runs: int, settings: Settings) -> dict[str, Any]:
+async def bench(name: str, runs: int, settings: Settings, verbose: bool) -> dict[str, Any]:
     clear_cache()
     started = time.perf_counter()
     model = load_local_model(settings, name)
@@ -175,7 +189,7 @@ async def bench(name: str, runs: int, settings: Settings) -> dict[str, Any]:
         ours.append(o)
         direct.append(d)
         tokens = (ot, dt)
-    ok, total, per_call, kinds = await _json_rate(model)
+    ok, sensible, total, per_call, kinds = await _json_rate(model, verbose)
     return {
         "model": name,
         "load_s": load_s,
@@ -185,6 +199,7 @@ async def bench(name: str, runs: int, settings: Settings) -> dict[str, Any]:
         "tokens": tokens,
         "json_ok": ok,
         "json_total": total,
+        "sensible": sensible,
         "s_per_json_call": per_call,
         "kinds": kinds,
     }
@@ -194,17 +209,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--models", nargs="+", default=list(KNOWN_LOCAL_MODELS))
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("-v", "--verbose", action="store_true", help="print each failure")
     args = parser.parse_args()
     settings = Settings()
     rows = []
     for name in args.models:
         try:
-            rows.append(asyncio.run(bench(name, args.runs, settings)))
+            rows.append(asyncio.run(bench(name, args.runs, settings, args.verbose)))
         except ModelUnavailable as exc:
             print(f"{name}: unavailable: {exc}", file=sys.stderr)
     header = (
         f"{'model':<16} {'load s':>7} {'ours tok/s':>10} {'direct tok/s':>12} {'ours/direct':>11} "
-        f"{'valid JSON':>10} {'s/JSON call':>11}"
+        f"{'valid JSON':>10} {'sensible tool use':>17} {'s/JSON call':>11}"
     )
     print(header)
     print("-" * len(header))
@@ -212,7 +228,8 @@ def main() -> int:
         ratio = r["ours_tps"] / r["direct_tps"] if r["direct_tps"] else 0.0
         print(
             f"{r['model']:<16} {r['load_s']:>7.2f} {r['ours_tps']:>10.1f} {r['direct_tps']:>12.1f} "
-            f"{ratio:>10.0%} {r['json_ok']:>5}/{r['json_total']:<4} {r['s_per_json_call']:>11.2f}"
+            f"{ratio:>10.0%} {r['json_ok']:>5}/{r['json_total']:<4} {r['sensible']:>15}/5 "
+            f"{r['s_per_json_call']:>11.2f}"
         )
     for r in rows:
         print(

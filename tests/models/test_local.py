@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import jsonschema
@@ -166,3 +167,21 @@ async def test_stream_yields_text_then_the_response(model: LocalModel) -> None:
     assert final.usage.output_tokens > 0
     # Same request, same seed, greedy: complete() gives the same answer.
     assert (await model.complete(request)).message.content == final.message.content
+
+
+def test_env_override_points_at_a_gguf(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOMA_LOCAL_MODEL_PATH", str(tmp_path / "big.gguf"))
+    with pytest.raises(ModelUnavailable, match=r"no GGUF file at .*big\.gguf"):
+        load_local_model(Settings(home=tmp_path))
+
+
+def test_missing_runtime_is_unavailable_with_a_hint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gguf = tmp_path / "tiny.gguf"
+    gguf.write_bytes(b"GGUF")
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)  # import llama_cpp -> ImportError
+    with pytest.raises(ModelUnavailable) as info:
+        load_local_model(Settings(home=tmp_path), str(gguf))
+    assert info.value.hint is not None
+    assert "llama-cpp-python" in info.value.hint

@@ -121,7 +121,7 @@ async def run_capsule(
 
     result = await drive(AgentLoop(task), model, execute, on_event=on_event)
     artifacts = _write_artifacts(capsule, workspace, result) if result.ok else []
-    commit = workspace.commit(_commit_message(capsule, run_id, result), identity)
+    commit = workspace.commit(_commit_message(capsule, result), identity)
     return CapsuleRunResult(
         run_id=run_id,
         capsule=capsule.ref,
@@ -152,6 +152,6 @@ def _write_artifacts(capsule: Capsule, workspace: Workspace, result: AgentResult
     return written
 
 
-def _commit_message(capsule: Capsule, run_id: str, result: AgentResult) -> str:
+def _commit_message(capsule: Capsule, result: AgentResult) -> str:
     status = "done" if result.ok else f"failed: {result.error}"
-    return f"{capsule.name}: {status}\n\nSoma-Capsule: {capsule.ref}\nSoma-Run: {run_id}\n"
+    return f"{capsule.name}: {status}\n\nSoma-Capsule: {capsule.ref}\n"

@@ -123,7 +123,7 @@ def _run_one(
     sandbox = make_sandbox(settings.sandbox)
     console.print(
         f"[bold]{capsule.ref}[/] as [bold]{persona.name}[/] on [bold]{model.name}[/] "
-        f"in {workspace.root}"
+        f"in {workspace.path}"
     )
     result = asyncio.run(
         run_capsule(
@@ -139,7 +139,7 @@ def _run_one(
             tool_memory_mb=settings.sandbox_memory_mb,
         )
     )
-    console.print(summary_table(result, str(workspace.root)))
+    console.print(summary_table(result, str(workspace.path)))
     if not result.ok:
         raise typer.Exit(1)
 

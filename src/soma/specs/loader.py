@@ -126,13 +126,27 @@ def _yaml_error(exc: yaml.MarkedYAMLError, text: str, source: str) -> SpecError:
     mark = exc.problem_mark or exc.context_mark
     line = mark.line + 1 if mark is not None else None
     problem = exc.problem or "malformed YAML"
-    context = f" ({exc.context})" if exc.context else ""
-    hint = "check the indentation: nested keys need more spaces than their parent"
+    return SpecError(
+        f"invalid YAML: {problem}", file=source, line=line, hint=_yaml_hint(exc, text, line)
+    )
+
+
+def _yaml_hint(exc: yaml.MarkedYAMLError, text: str, line: int | None) -> str | None:
+    """Point at the usual culprit: tabs, an unclosed bracket or quote, or indentation."""
+    problem, context = exc.problem or "", exc.context or ""
     if line is not None and "\t" in _line_text(text, line):
-        hint = "YAML does not allow tab characters for indentation; use spaces"
-    elif "unhashable" in problem:
-        hint = "mapping keys must be plain scalars such as names or numbers"
-    return SpecError(f"invalid YAML: {problem}{context}", file=source, line=line, hint=hint)
+        return "YAML does not allow tab characters for indentation; use spaces"
+    if "unhashable" in problem:
+        return "mapping keys must be plain scalars such as names or numbers"
+    if "flow" in context or "quoted" in context:
+        start = exc.context_mark.line + 1 if exc.context_mark is not None else line
+        return f"{context.removeprefix('while ')} that starts on line {start}: is it closed?"
+    if "mapping" in problem or "key" in problem or "block" in context:
+        return (
+            "check the indentation (nested keys need more spaces than their parent) and quote "
+            "values that contain ': '"
+        )
+    return context or None
 
 
 def _line_text(text: str, line: int) -> str:
@@ -246,19 +260,33 @@ def _short(value: Any) -> str:
 def _validation_error(
     exc: ValidationError, data: Any, model: type[S], where: SourceMap
 ) -> SpecError:
-    """Report the most useful error (unknown fields first, then by line) and count the rest."""
+    """Report the most useful error and count the rest.
+
+    Unknown fields come first (a typo explains other errors), then wrong values, then missing
+    fields, each by line: fixing what is written usually comes before adding what is not.
+    """
     located = []
     for order, error in enumerate(exc.errors()):
         path = _data_path(error["loc"], data, error["type"])
-        rank = 0 if error["type"] == "extra_forbidden" else 1
+        rank = {"extra_forbidden": 0, "missing": 2}.get(error["type"], 1)
         located.append((rank, where.line_of(path) or 0, order, error, path))
     located.sort(key=lambda item: item[:3])
     _, _, _, error, path = located[0]
     message, hint = _describe(error, path, model)
-    if len(located) > 1:
-        others = [f"{format_path(p) or 'document'} (line {ln})" for _, ln, _, _, p in located[1:4]]
-        message += f"; {len(located) - 1} more problem(s), at {', '.join(others)}"
+    rest = [item for item in located[1:] if not _is_echo(item[3], item[4], path, hint)]
+    if rest:
+        others = [f"{format_path(p) or 'document'} (line {ln})" for _, ln, _, _, p in rest[:3]]
+        message += f"; {len(rest)} more problem(s), at {', '.join(others)}"
     return where.error(message, path, hint=hint)
+
+
+def _is_echo(error: ErrorDetails, path: DocPath, reported: DocPath, hint: str | None) -> bool:
+    """A field reported missing only because its name was misspelt is not a second problem."""
+    return (
+        error["type"] == "missing"
+        and path[:-1] == reported[:-1]
+        and hint == f"did you mean '{path[-1]}'?"
+    )
 
 
 # --- kinds and semantic checks ------------------------------------------------------------------

@@ -29,7 +29,7 @@ class AgentIdentity(BaseModel):
     @field_validator("persona", "capsule", "run_id")
     @classmethod
     def _safe_name(cls, value: str | None) -> str | None:
-        if value is not None and not _NAME.match(value):
+        if value is not None and not _NAME.fullmatch(value):
             raise ValueError(
                 f"{value!r} is not a safe name: use letters, digits, '.', '_' or '-' "
                 "(at most 64 characters, starting with a letter or digit)"

@@ -54,7 +54,7 @@ class Workspace:
     @classmethod
     def open(cls, root: Path, project_id: str) -> Workspace:
         """Open ``<root>/<project_id>``, creating the repository with an initial commit if new."""
-        if not _PROJECT_ID.match(project_id):
+        if not _PROJECT_ID.fullmatch(project_id):
             raise WorkspaceError(
                 f"invalid project id {project_id!r}",
                 hint="use letters, digits, '.', '_' or '-', starting with a letter or digit",
@@ -126,6 +126,10 @@ class Workspace:
             run_git(self.path, args, env=env, input_text=message)
             return run_git(self.path, ["rev-parse", "HEAD"]).strip()
 
+    def status(self) -> str:
+        """Short status (``git status --short``) of the working tree, untracked files included."""
+        return run_git(self.path, ["status", "--short", "--untracked-files=all"])
+
     def head(self) -> str:
         return run_git(self.path, ["rev-parse", "HEAD"]).strip()
 
@@ -168,7 +172,7 @@ class Workspace:
     def _check_rev(rev: str) -> str:
         # Revisions come from agents: refuse anything git could read as an option or a range
         # that reaches outside the repository's own objects.
-        if not _REV.match(rev) or ".." in rev:
+        if not _REV.fullmatch(rev) or ".." in rev:
             raise WorkspaceError(f"invalid revision {rev!r}", hint="use a sha, branch or HEAD~N")
         return rev
 

@@ -6,6 +6,7 @@ RLIMIT_NPROC (non-root only), the pid namespace and the timeout. Detection runs 
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import itertools
@@ -19,6 +20,10 @@ log = logging.getLogger(__name__)
 
 _counter = itertools.count()
 
+# The kernel keeps a cgroup busy for a few milliseconds after its last process exits; waiting
+# for that would double the cost of a short command, so removal is retried later instead.
+_pending: list[PidsCgroup] = []
+
 
 class PidsCgroup:
     """A cgroup created for one command and removed after it; children join it before exec."""
@@ -26,9 +31,9 @@ class PidsCgroup:
     def __init__(self, path: Path, max_pids: int) -> None:
         self.path = path
         path.mkdir()
+        self.procs_path = path / "cgroup.procs"
         try:
             (path / "pids.max").write_text(str(max_pids))
-            self.procs_fd = os.open(path / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)
         except OSError:
             path.rmdir()
             raise
@@ -56,10 +61,7 @@ class PidsCgroup:
                 os.kill(int(pid), signal.SIGKILL)
 
     def try_remove(self) -> bool:
-        """Close and rmdir; False while killed processes are still being reaped."""
-        if self.procs_fd >= 0:
-            os.close(self.procs_fd)
-            self.procs_fd = -1
+        """rmdir; False while killed processes are still being reaped."""
         try:
             self.path.rmdir()
         except FileNotFoundError:
@@ -67,6 +69,12 @@ class PidsCgroup:
         except OSError:
             return False
         return True
+
+
+def _join(procs: str) -> None:
+    fd = os.open(procs, os.O_WRONLY)
+    os.write(fd, str(os.getpid()).encode())
+    os.close(fd)
 
 
 def _candidates() -> list[Path]:
@@ -99,11 +107,10 @@ def pids_cgroup_parent() -> Path | None:
             probe = PidsCgroup(parent / f"soma-probe-{os.getpid()}", 8)
         except OSError:
             continue
-        fd = probe.procs_fd
         try:
             subprocess.run(
                 ["true"],
-                preexec_fn=lambda: os.write(fd, str(os.getpid()).encode()),  # noqa: PLW1509
+                preexec_fn=functools.partial(_join, os.fspath(probe.procs_path)),
                 check=True,
                 capture_output=True,
             )
@@ -116,10 +123,31 @@ def pids_cgroup_parent() -> Path | None:
     return None
 
 
+def release(cgroup: PidsCgroup) -> None:
+    """Remove ``cgroup`` now if the kernel lets us, else on a later call or at exit."""
+    if not cgroup.try_remove():
+        _pending.append(cgroup)
+
+
+@atexit.register
+def _sweep() -> None:
+    for cgroup in list(_pending):
+        cgroup.kill_all()
+        if cgroup.try_remove():
+            _pending.remove(cgroup)
+
+
+def default_pids_cgroup() -> bool:
+    """Use cgroups only where RLIMIT_NPROC cannot work: the kernel exempts uid 0 from it."""
+    return os.geteuid() == 0
+
+
 def create_pids_cgroup(max_pids: int) -> PidsCgroup | None:
     parent = pids_cgroup_parent()
     if parent is None:
         return None
+    if _pending:
+        _sweep()
     try:
         return PidsCgroup(parent / f"soma-{os.getpid()}-{next(_counter)}", max_pids)
     except OSError as exc:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from soma.errors import SandboxError
 from soma.tools.sandbox.base import OUTPUT_LIMIT_BYTES, SandboxResult
+from soma.tools.sandbox.cgroup import create_pids_cgroup, default_pids_cgroup
 from soma.tools.sandbox.env import base_env, check_extra_env
 from soma.tools.sandbox.limits import Limits
 from soma.tools.sandbox.runner import run_confined
@@ -38,8 +39,15 @@ class SubprocessSandbox:
     name = "subprocess"
     isolated = False
 
-    def __init__(self, *, max_procs: int = 256, output_limit: int = OUTPUT_LIMIT_BYTES) -> None:
+    def __init__(
+        self,
+        *,
+        max_procs: int = 256,
+        output_limit: int = OUTPUT_LIMIT_BYTES,
+        pids_cgroup: bool | None = None,
+    ) -> None:
         self.max_procs = max_procs
+        self.pids_cgroup = default_pids_cgroup() if pids_cgroup is None else pids_cgroup
         self.output_limit = output_limit
         _warn_once()
 
@@ -55,13 +63,13 @@ class SubprocessSandbox:
     ) -> SandboxResult:
         if not argv:
             raise SandboxError("empty command")
-        if not cwd.is_dir():
-            raise SandboxError(f"workspace {cwd} does not exist")
+        full_env = {**base_env(str(cwd)), **check_extra_env(env)}
         return await run_confined(
             argv,
             cwd=cwd,
-            env={**base_env(str(cwd)), **check_extra_env(env)},
+            env=full_env,
             stdin=stdin,
             limits=Limits(memory_mb=memory_mb, timeout_s=timeout_s, max_procs=self.max_procs),
             output_limit=self.output_limit,
+            cgroup=create_pids_cgroup(self.max_procs) if self.pids_cgroup else None,
         )

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from soma.errors import SandboxError
 from soma.tools.sandbox.base import OUTPUT_LIMIT_BYTES, SandboxResult
-from soma.tools.sandbox.cgroup import PidsCgroup, create_pids_cgroup
+from soma.tools.sandbox.cgroup import PidsCgroup, release
 from soma.tools.sandbox.limits import Limits
 from soma.tools.sandbox.output import BoundedBuffer, drain
 
@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 # After the main process ends, how long leftover children holding our pipes may keep them.
 _PIPE_GRACE_S = 0.5
-_CGROUP_CLEANUP_S = 2.0
+_REAP_WAIT_S = 2.0
 
 
 async def run_confined(
@@ -33,48 +33,55 @@ async def run_confined(
     stdin: bytes | None,
     limits: Limits,
     output_limit: int = OUTPUT_LIMIT_BYTES,
+    cgroup: PidsCgroup | None = None,
 ) -> SandboxResult:
     """Run ``argv`` in its own session with ``limits``; kill its whole tree when it ends.
 
+    ``cgroup`` (owned from here on) caps the process count; the child joins it before exec.
     Background processes never outlive the call: after the main process exits (or times out)
-    its process group, and its cgroup when there is one, are killed.
+    its process group and its cgroup are killed.
     """
-    cgroup = create_pids_cgroup(limits.max_procs)
+    command, preexec = limits.wrap(argv, cgroup)
     start = time.perf_counter()
     try:
         proc = await asyncio.create_subprocess_exec(
-            *argv,
+            *command,
             cwd=cwd,
             env=dict(env),
             stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
-            preexec_fn=limits.preexec(cgroup),
+            preexec_fn=preexec,
         )
     except (OSError, subprocess.SubprocessError) as exc:
         if cgroup is not None:
-            cgroup.try_remove()
+            release(cgroup)
+        if isinstance(exc, FileNotFoundError) and str(exc.filename) == str(cwd):
+            raise SandboxError(f"workspace {cwd} does not exist") from exc
         raise SandboxError(f"could not start {argv[0]!r}: {exc}") from exc
-
     out, err = BoundedBuffer(output_limit), BoundedBuffer(output_limit)
     readers = asyncio.gather(drain(proc.stdout, out), drain(proc.stderr, err), _feed(proc, stdin))
     timed_out = False
     try:
-        await asyncio.wait_for(proc.wait(), timeout=limits.timeout_s)
+        await asyncio.wait_for(_exited(proc), timeout=limits.timeout_s)
     except TimeoutError:
         timed_out = True
     finally:
         _kill_tree(proc.pid, cgroup)
-        with contextlib.suppress(ProcessLookupError, TimeoutError):
-            await asyncio.wait_for(proc.wait(), timeout=_CGROUP_CLEANUP_S)
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(readers), timeout=_PIPE_GRACE_S)
-        except TimeoutError:
+        if not readers.done():
+            # A grandchild that escaped the process group (setsid) still holds the pipes.
             readers.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await readers
-        limit_hit = await _cleanup(cgroup)
+            transport = getattr(proc, "_transport", None)
+            if transport is not None:
+                transport.close()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(proc.wait(), timeout=_REAP_WAIT_S)
+        limit_hit = _cleanup(cgroup)
     duration = time.perf_counter() - start
 
     code = proc.returncode if proc.returncode is not None else -signal.SIGKILL
@@ -90,6 +97,34 @@ async def run_confined(
         killed_reason=_killed_reason(exit_code, timed_out, limits),
         duration_s=duration,
     )
+
+
+async def _exited(proc: asyncio.subprocess.Process) -> None:
+    """Return when the main process exits, even if its children still hold stdout open.
+
+    ``proc.wait()`` (Python 3.11) only returns once every pipe is closed, so a forgotten
+    ``sleep 100 &`` would stretch every call to its timeout; a pidfd sees the exit itself.
+    """
+    if not hasattr(os, "pidfd_open"):
+        await proc.wait()
+        return
+    try:
+        fd = os.pidfd_open(proc.pid)
+    except ProcessLookupError:  # already exited and reaped
+        return
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def on_exit() -> None:
+        if not done.done():
+            done.set_result(None)
+
+    loop.add_reader(fd, on_exit)
+    try:
+        await done
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
 
 
 async def _feed(proc: asyncio.subprocess.Process, data: bytes | None) -> None:
@@ -108,17 +143,11 @@ def _kill_tree(pgid: int, cgroup: PidsCgroup | None) -> None:
         cgroup.kill_all()
 
 
-async def _cleanup(cgroup: PidsCgroup | None) -> bool:
+def _cleanup(cgroup: PidsCgroup | None) -> bool:
     if cgroup is None:
         return False
     limit_hit = cgroup.limit_hit()
-    deadline = time.monotonic() + _CGROUP_CLEANUP_S
-    while not cgroup.try_remove():
-        if time.monotonic() > deadline:
-            log.warning("sandbox cgroup %s still busy; leaving it behind", cgroup.path)
-            break
-        cgroup.kill_all()
-        await asyncio.sleep(0.01)
+    release(cgroup)
     return limit_hit
 
 
