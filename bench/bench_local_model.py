@@ -6,7 +6,8 @@ For each model it prints: load time; tokens/s through our provider (``LocalModel
 tokens/s calling ``llama_cpp.Llama.create_chat_completion`` directly on the same loaded weights
 with the same messages (target: ours >= 90 % of direct); the valid-JSON rate over 10 constrained
 prompts (5 with an output schema, 5 with tools); and the mean seconds per constrained call.
-Greedy decoding (temperature 0) so both paths generate the same tokens.
+Greedy decoding (temperature 0) so both paths generate the same tokens; speeds are the best of
+``--runs`` alternated runs (the cores may be shared with other work).
 """
 
 from __future__ import annotations
@@ -194,8 +195,9 @@ async def bench(name: str, runs: int, settings: Settings, verbose: bool) -> dict
         "model": name,
         "load_s": load_s,
         "llama_load_s": model.load_seconds,
-        "ours_tps": statistics.median(ours),
-        "direct_tps": statistics.median(direct),
+        # Best of N: the 2 cores are shared, so the fastest run is the least disturbed one.
+        "ours_tps": max(ours),
+        "direct_tps": max(direct),
         "tokens": tokens,
         "json_ok": ok,
         "json_total": total,
@@ -208,7 +210,7 @@ async def bench(name: str, runs: int, settings: Settings, verbose: bool) -> dict
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--models", nargs="+", default=list(KNOWN_LOCAL_MODELS))
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("-v", "--verbose", action="store_true", help="print each failure")
     args = parser.parse_args()
     settings = Settings()

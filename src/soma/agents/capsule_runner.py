@@ -55,6 +55,31 @@ def check_inputs(capsule: Capsule, inputs: Mapping[str, Any]) -> None:
         )
 
 
+KNOWLEDGE_FILE_LIMIT = 16_384
+
+
+def gather_knowledge(capsule: Capsule, workspace: Workspace) -> list[tuple[str, str]]:
+    """Inline texts and workspace files named by the capsule, as (title, text) for the prompt.
+
+    Files are project files (``docs/SPEC.md`` written by an earlier capsule), read through the
+    workspace so a capsule cannot name a path outside it; a file not written yet is said to be
+    missing rather than failing the run, since plans may run a capsule before its inputs exist.
+    Memory queries are answered by the memory gateway and are skipped here.
+    """
+    gathered: list[tuple[str, str]] = []
+    for item in capsule.knowledge:
+        if item.text is not None:
+            gathered.append(("note", item.text))
+        elif item.file is not None:
+            path = workspace.resolve(item.file)
+            if path.is_file():
+                text = path.read_text(encoding="utf-8", errors="replace")[:KNOWLEDGE_FILE_LIMIT]
+            else:
+                text = "(this file does not exist in the workspace yet)"
+            gathered.append((item.file, text))
+    return gathered
+
+
 def allowed_tools(capsule: Capsule, persona: Persona, registry: ToolRegistry) -> list[str]:
     """The capsule's tools that the persona may use; a tool nobody registered is an error."""
     known = set(registry.names())
@@ -98,7 +123,7 @@ async def run_capsule(
     task = AgentTask(
         run_id=run_id,
         system_prompt=system_prompt(persona, capsule, tool_names),
-        user_prompt=user_prompt(capsule, inputs),
+        user_prompt=user_prompt(capsule, inputs, gather_knowledge(capsule, workspace)),
         tools=tuple(registry.specs(tool_names)),
         output_schema=capsule.outputs,
         max_steps=capsule.budget.max_steps,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from soma.errors import SpecError
@@ -59,6 +59,11 @@ def system_prompt(persona: Persona, capsule: Capsule, tool_names: list[str]) -> 
     return "\n\n".join(lines)
 
 
-def user_prompt(capsule: Capsule, inputs: Mapping[str, Any]) -> str:
+def user_prompt(
+    capsule: Capsule, inputs: Mapping[str, Any], knowledge: Sequence[tuple[str, str]] = ()
+) -> str:
+    """The task itself, its inputs, then knowledge as (title, text) pairs."""
     body = render_instructions(capsule, inputs)
-    return f"{body}\n\nInputs:\n{json.dumps(dict(inputs), indent=2, ensure_ascii=False)}"
+    parts = [body, "Inputs:\n" + json.dumps(dict(inputs), indent=2, ensure_ascii=False)]
+    parts.extend(f"Knowledge ({title}):\n{text.strip()}" for title, text in knowledge)
+    return "\n\n".join(parts)

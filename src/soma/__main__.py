@@ -1,0 +1,3 @@
+from soma.cli.main import app
+
+app(prog_name="soma")
