@@ -89,7 +89,7 @@ async def test_agent_writes_files_through_the_sandboxed_shell(
         ]
     )
     capsule = library.capsule("implement-feature")
-    inputs = {name: "add a todo item" for name in capsule.inputs.get("required", [])}
+    inputs = dict.fromkeys(capsule.inputs.get("required", []), "add a todo item")
     result = await run(library, workspace, registry, model, "implement-feature", inputs)
 
     shell_answer = model.requests[1].messages[-1].content or ""

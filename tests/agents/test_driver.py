@@ -1,4 +1,4 @@
-"""The agent loop driven by a scripted model: tool use, invalid-output repair, step and token limits."""
+"""The agent loop driven by a scripted model: tools, output repair, step and token limits."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Runs an :class:`AgentLoop` in-process: performs the effects the loop asks for.
 
-Model and tool calls are the only side effects; they are injected, so the same driver serves the CLI,
-tests (with a scripted model) and benchmarks. The durable driver lives in the orchestrator.
+Model and tool calls are the only side effects; they are injected, so the same driver serves
+the CLI, tests (with a scripted model) and benchmarks. The durable driver lives in the orchestrator.
 """
 
 from __future__ import annotations

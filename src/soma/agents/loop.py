@@ -1,9 +1,10 @@
 """The agent loop as pure decision logic.
 
-The loop never performs I/O. It looks at a serialisable :class:`AgentState` and says what to do next
-(:class:`CallModel`, :class:`CallTools`, :class:`Finish` or :class:`Fail`); a driver performs the effect
-and feeds the result back. That split is what lets the same loop run in-process today and inside a
-deterministic Temporal workflow later, where each effect becomes an activity with an idempotency key.
+The loop never performs I/O. It looks at a serialisable :class:`AgentState` and says what to do
+next (:class:`CallModel`, :class:`CallTools`, :class:`Finish` or :class:`Fail`); a driver performs
+the effect and feeds the result back. That split is what lets the same loop run in-process today
+and inside a deterministic Temporal workflow later, where each effect becomes an activity with an
+idempotency key.
 """
 
 from __future__ import annotations
@@ -205,7 +206,8 @@ class AgentLoop:
             return self._fail(
                 state,
                 "invalid_output",
-                f"final answer still invalid after {self.task.max_invalid_outputs} retries: {problem}",
+                f"final answer still invalid after {self.task.max_invalid_outputs} retries: "
+                f"{problem}",
             )
         if state.steps >= self.task.max_steps:
             return self._fail(
