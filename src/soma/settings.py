@@ -14,7 +14,7 @@ def _default_home() -> Path:
 
 
 class Settings(BaseSettings):
-    """Process-wide configuration. Library code receives it as an argument, never reads it itself."""
+    """Process-wide configuration; library code receives it as an argument, never reads it."""
 
     model_config = SettingsConfigDict(env_prefix="SOMA_", env_file=None, extra="ignore")
 

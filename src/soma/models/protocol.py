@@ -13,8 +13,9 @@ class Model(Protocol):
     """A chat model: messages in, an assistant message (text or tool calls) out.
 
     ``complete`` returns the whole reply; ``stream`` yields text as it arrives and ends with a chunk
-    whose ``response`` is the same object ``complete`` would have returned. When the request has an
-    ``output`` schema and the model answers without tool calls, the content is JSON valid against it.
+    whose ``response`` is the same object ``complete`` would have returned. When the request has
+    an ``output`` schema and the model answers without tool calls, the content is JSON valid
+    against it.
     """
 
     @property

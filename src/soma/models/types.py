@@ -26,7 +26,7 @@ class ToolCall(BaseModel):
 
 
 class Message(BaseModel):
-    """A chat message. ``tool_calls`` only on assistant messages, ``tool_call_id`` only on tool ones."""
+    """A chat message: ``tool_calls`` on assistant messages, ``tool_call_id`` on tool ones."""
 
     role: Role
     content: str | None = None
