@@ -1,0 +1,160 @@
+"""The ``soma`` command line, run as a real process against a real OpenAI-compatible server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from soma.cli.main import app
+from tests.models.fake_openai_server import FakeOpenAI, completion, openai_call, serve
+
+API_KEY = "sk-cli-SECRET-abcdef123456"
+SPEC = "# Todo CLI\n\n## Requirements\n\nR1. `todo add TEXT` stores an item.\n" + "Detail. " * 40
+
+
+@pytest.fixture
+def fake_openai() -> Iterator[FakeOpenAI]:
+    yield from serve()
+
+
+@pytest.fixture
+def soma_env(tmp_path: Path, fake_openai: FakeOpenAI) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOMA_")}
+    env.update(
+        SOMA_HOME=str(tmp_path / "home"),
+        SOMA_MODEL="openai:fake-model",
+        SOMA_OPENAI_BASE_URL=fake_openai.base_url,
+        SOMA_OPENAI_API_KEY=API_KEY,
+    )
+    return env
+
+
+def soma(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "soma", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.slow
+def test_run_goal_leaves_a_spec_and_an_agent_commit(
+    soma_env: dict[str, str], fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.reply_json(
+        completion(None, [openai_call("c1", "fs.list", "{}")], finish_reason="tool_calls")
+    )
+    fake_openai.reply_json(completion(json.dumps({"title": "Todo CLI", "spec": SPEC})))
+
+    proc = soma(soma_env, "run", "Build a todo-list CLI in Python")
+
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert "succeeded" in proc.stdout
+    assert "fs.list" in proc.stdout
+    assert API_KEY not in proc.stdout + proc.stderr
+    workspaces = list((Path(soma_env["SOMA_HOME"]) / "workspaces").iterdir())
+    assert len(workspaces) == 1
+    assert workspaces[0].name.startswith("build-a-todo-list-cli-in-python-")
+    assert (workspaces[0] / "docs/SPEC.md").read_text().startswith("# Todo CLI")
+    log = subprocess.run(
+        ["git", "-C", str(workspaces[0]), "log", "-1", "--format=%an <%ae>|%s"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert (
+        log == "product-manager (write-spec) <product-manager@agents.soma.local>|write-spec: done"
+    )
+    sent = fake_openai.requests[0]
+    assert sent.headers["authorization"] == f"Bearer {API_KEY}"
+    assert sent.body["model"] == "fake-model"
+
+
+@pytest.mark.slow
+def test_failed_run_exits_non_zero_and_says_why(
+    soma_env: dict[str, str], fake_openai: FakeOpenAI
+) -> None:
+    for _ in range(3):
+        fake_openai.reply_json(completion("I think the spec is fine."))
+
+    proc = soma(soma_env, "agent", "run", "write-spec", "--input", "goal=Todo app")
+
+    assert proc.returncode == 1
+    assert "failed" in proc.stdout
+    assert "not valid JSON" in proc.stdout
+
+
+runner = CliRunner()
+
+
+def test_capsule_list_shows_the_builtin_library() -> None:
+    result = runner.invoke(app, ["capsule", "list"])
+    assert result.exit_code == 0
+    for name in ("write-spec", "implement-feature", "release-notes"):
+        assert name in result.output
+
+
+def test_capsule_show_prints_yaml() -> None:
+    result = runner.invoke(app, ["capsule", "show", "write-spec@^1"])
+    assert result.exit_code == 0
+    assert "name: write-spec" in result.output
+    assert "persona: product-manager" in result.output
+
+
+def test_unknown_capsule_is_a_clear_error() -> None:
+    result = runner.invoke(app, ["capsule", "show", "write-specs"])
+    assert result.exit_code == 2
+    assert "write-spec" in result.output
+
+
+def test_persona_list_and_show() -> None:
+    listed = runner.invoke(app, ["persona", "list"])
+    assert listed.exit_code == 0
+    assert "security-reviewer" in listed.output
+    shown = runner.invoke(app, ["persona", "show", "developer"])
+    assert shown.exit_code == 0
+    assert "role:" in shown.output
+
+
+def test_schema_prints_json_schema() -> None:
+    result = runner.invoke(app, ["schema", "capsule"])
+    assert result.exit_code == 0
+    schema = json.loads(result.stdout)
+    assert "instructions" in schema["properties"]
+
+
+def test_validate_reports_file_line_and_field(tmp_path: Path) -> None:
+    bad = tmp_path / "capsule.yaml"
+    bad.write_text(
+        "kind: capsule\nname: bad\nversion: 1.0.0\ndescription: d\npersona: developer\n"
+        "instructions: do it\nbudget:\n  max_steps: ten\n"
+    )
+    result = runner.invoke(app, ["capsule", "validate", str(bad)])
+    assert result.exit_code == 1
+    assert f"{bad}:8" in result.output
+    assert "budget.max_steps" in result.output
+
+
+def test_agent_run_rejects_malformed_inputs(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["agent", "run", "write-spec", "--input", "goal"], env={"SOMA_HOME": str(tmp_path)}
+    )
+    assert result.exit_code == 2
+    assert "key=value" in result.output
+
+
+def test_help_lists_the_commands() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("run", "capsule", "persona", "agent", "schema"):
+        assert command in result.output
