@@ -24,6 +24,9 @@ class Settings(BaseSettings):
         description="Default model: 'local' (embedded, offline) or 'openai:<model>' "
         "for an OpenAI-compatible server at SOMA_OPENAI_BASE_URL.",
     )
+    local_model_path: Path | None = Field(
+        default=None, description="A .gguf file to use instead of the packaged local model."
+    )
     openai_base_url: str = "https://api.openai.com/v1"
     openai_api_key: SecretStr | None = None
     model_timeout_s: float = 120.0

@@ -189,3 +189,23 @@ def test_loop_state_round_trips_through_json() -> None:
     action = loop.next_action(restored)
     assert action.kind == "model"
     assert action.key == "run1:model:1"
+
+
+async def test_repeating_the_same_call_withdraws_tools(tools: EchoTools) -> None:
+    model = ScriptedModel([tool_call("echo", text="same")] * 3 + [final({"answer": "unstuck"})])
+    result = await drive(AgentLoop(make_task(max_steps=10, max_repeated_calls=3)), model, tools)
+
+    assert result.ok
+    assert len(tools.calls) == 3
+    stuck_request = model.requests[3]
+    assert stuck_request.tools == []
+    assert "same tool call 3 times" in (stuck_request.messages[-1].content or "")
+
+
+async def test_varied_calls_are_not_treated_as_a_loop(tools: EchoTools) -> None:
+    model = ScriptedModel(
+        [tool_call("echo", text=str(i)) for i in range(4)] + [final({"answer": "x"})]
+    )
+    result = await drive(AgentLoop(make_task(max_steps=10, max_repeated_calls=3)), model, tools)
+    assert result.ok
+    assert all(r.tools == [ECHO] for r in model.requests[:5])

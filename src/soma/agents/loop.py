@@ -30,6 +30,10 @@ from soma.models.types import (
 STEP_BUDGET_NOTE = (
     "You have reached your step budget. Do not call tools any more: give your final answer now."
 )
+REPEAT_NOTE = (
+    "You made the same tool call {count} times in a row and got the same result. Tools are "
+    "withdrawn for this turn: give your final answer now, or change your approach."
+)
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,7 @@ class AgentTask:
     output_schema: dict[str, Any] | None = None
     max_steps: int = 12
     max_invalid_outputs: int = 2
+    max_repeated_calls: int = 3
     max_tokens: int | None = None
     temperature: float | None = None
     _validator: Draft202012Validator | None = field(default=None, init=False, repr=False)
@@ -82,6 +87,8 @@ class AgentState(BaseModel):
     invalid_outputs: int = 0
     usage: Usage = Field(default_factory=Usage)
     pending_tool_calls: list[ToolCall] = Field(default_factory=list)
+    last_call_signature: str | None = None
+    repeated_calls: int = 0
     output: Any = None
     final_text: str | None = None
     failure: str | None = None
@@ -145,12 +152,16 @@ class AgentLoop:
         if state.pending_tool_calls:
             return CallTools(step=state.steps, calls=list(state.pending_tool_calls))
         last_step = state.steps + 1 >= self.task.max_steps
+        stuck = state.repeated_calls >= self.task.max_repeated_calls
         messages = state.messages
         if last_step and self.task.tools:
             messages = [*messages, Message.user(STEP_BUDGET_NOTE)]
+        elif stuck:
+            note = REPEAT_NOTE.format(count=state.repeated_calls)
+            messages = [*messages, Message.user(note)]
         request = ModelRequest(
             messages=messages,
-            tools=[] if last_step else list(self.task.tools),
+            tools=[] if last_step or stuck else list(self.task.tools),
             output=self._output,
             temperature=self.task.temperature,
         )
@@ -180,6 +191,17 @@ class AgentLoop:
         return self._accept_final(state, message.content or "")
 
     def on_tool_results(self, state: AgentState, outcomes: list[ToolOutcome]) -> AgentState:
+        """Record results; count identical consecutive turns so a looping agent is stopped.
+
+        Small models in particular repeat a failing call forever; after ``max_repeated_calls``
+        identical turns (same calls, same results) the next turn withdraws the tools.
+        """
+        signature = _turn_signature(state.pending_tool_calls, outcomes)
+        if signature == state.last_call_signature:
+            state.repeated_calls += 1
+        else:
+            state.last_call_signature = signature
+            state.repeated_calls = 1
         for outcome in outcomes:
             content = outcome.output if outcome.ok else f"ERROR: {outcome.output}"
             state.messages.append(Message.tool(outcome.call_id, outcome.name, content))
@@ -221,6 +243,14 @@ class AgentLoop:
         state.failure = reason
         state.failure_kind = kind
         return state
+
+
+def _turn_signature(calls: list[ToolCall], outcomes: list[ToolOutcome]) -> str:
+    parts = [
+        (call.name, json.dumps(call.arguments, sort_keys=True, default=str), outcome.output)
+        for call, outcome in zip(calls, outcomes, strict=False)
+    ]
+    return json.dumps(parts)
 
 
 def _parse_json(text: str) -> tuple[Any, str | None]:

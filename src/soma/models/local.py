@@ -152,9 +152,8 @@ def _package_dir(package: str) -> Path | None:
 def _resolve(settings: Settings, name: str | None) -> tuple[str, Path, str | None]:
     """(display name, GGUF path, template override) for a name, a GGUF path, or the default."""
     if name is None:
-        # TEMPORARY: until Settings has a ``local_model_path`` field, read the override here.
-        override = os.environ.get("SOMA_LOCAL_MODEL_PATH")
-        name = override or DEFAULT_LOCAL_MODEL
+        override = settings.local_model_path
+        name = str(override) if override is not None else DEFAULT_LOCAL_MODEL
     if name in KNOWN_LOCAL_MODELS:
         weights = KNOWN_LOCAL_MODELS[name]
         package_dir = _package_dir(weights.package)
