@@ -16,6 +16,7 @@ def main(selected: list[str]) -> None:
         if selected and not any(s in name for s in selected):
             continue
         module = importlib.import_module(name)
+        sys.argv = [str(path)]  # each benchmark parses its own options; run them with defaults
         module.main()
 
 

@@ -158,3 +158,33 @@ def test_help_lists_the_commands() -> None:
     assert result.exit_code == 0
     for command in ("run", "capsule", "persona", "agent", "schema"):
         assert command in result.output
+
+
+def test_inputs_can_be_read_from_files(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.md"
+    result = runner.invoke(
+        app,
+        ["agent", "run", "write-docs", "-i", f"spec=@{missing}"],
+        env={"SOMA_HOME": str(tmp_path)},
+    )
+    assert result.exit_code == 2
+    assert "inputs.spec" in result.output
+    assert "cannot read" in result.output
+
+
+def test_input_values_are_coerced_and_files_read(tmp_path: Path) -> None:
+    from soma.cli.main import _parse_inputs
+
+    spec = tmp_path / "SPEC.md"
+    spec.write_text("# Spec\n")
+    parsed = _parse_inputs(
+        [f"spec=@{spec}", "count=3", "flags=[1, 2]", "name=plain text", "ok=true", "eq=a=b"]
+    )
+    assert parsed == {
+        "spec": "# Spec\n",
+        "count": 3,
+        "flags": [1, 2],
+        "name": "plain text",
+        "ok": True,
+        "eq": "a=b",
+    }

@@ -91,9 +91,20 @@ def _parse_inputs(pairs: list[str]) -> dict[str, Any]:
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep or not key:
-            raise SpecError(f"--input {pair!r} is not key=value", field="inputs")
-        inputs[key] = _coerce(raw)
+            raise SpecError(
+                f"--input {pair!r} is not key=value",
+                field="inputs",
+                hint="write -i goal='Build a CLI', or -i spec=@docs/SPEC.md to read a file",
+            )
+        inputs[key] = _read_file_value(key, raw[1:]) if raw.startswith("@") else _coerce(raw)
     return inputs
+
+
+def _read_file_value(key: str, path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError(f"cannot read {path}: {exc.strerror}", field=f"inputs.{key}") from exc
 
 
 def _coerce(raw: str) -> Any:
@@ -165,7 +176,10 @@ def run(
 def agent_run(
     capsule: Annotated[str, typer.Argument(help="Capsule name, optionally name@range.")],
     input: Annotated[
-        list[str] | None, typer.Option("--input", "-i", help="Input as key=value (repeatable).")
+        list[str] | None,
+        typer.Option(
+            "--input", "-i", help="Input as key=value, or key=@file to read a file (repeatable)."
+        ),
     ] = None,
     project: Annotated[str | None, typer.Option(help="Workspace/project id to reuse.")] = None,
     model: Annotated[str | None, typer.Option(help="Model: 'local' or 'openai:<name>'.")] = None,
