@@ -136,20 +136,21 @@ def _run_one(
         f"[bold]{capsule.ref}[/] as [bold]{persona.name}[/] on [bold]{model.name}[/] "
         f"in {workspace.path}"
     )
-    result = asyncio.run(
-        run_capsule(
-            capsule,
-            persona,
-            inputs,
-            model=model,
-            registry=default_registry(),
-            workspace=workspace,
-            sandbox=sandbox,
-            on_event=ProgressPrinter(console),
-            tool_timeout_s=settings.sandbox_timeout_s,
-            tool_memory_mb=settings.sandbox_memory_mb,
+    with console.status("step 1: waiting for the model…") as status:
+        result = asyncio.run(
+            run_capsule(
+                capsule,
+                persona,
+                inputs,
+                model=model,
+                registry=default_registry(),
+                workspace=workspace,
+                sandbox=sandbox,
+                on_event=ProgressPrinter(console, status),
+                tool_timeout_s=settings.sandbox_timeout_s,
+                tool_memory_mb=settings.sandbox_memory_mb,
+            )
         )
-    )
     console.print(summary_table(result, str(workspace.path)))
     if not result.ok:
         raise typer.Exit(1)

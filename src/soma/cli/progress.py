@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rich.console import Console
 from rich.markup import escape
+from rich.status import Status
 from rich.table import Table
 
 from soma.agents.capsule_runner import CapsuleRunResult
@@ -19,14 +20,22 @@ _ICONS = {
 
 
 class ProgressPrinter:
-    """Prints one line per agent event; used as the runner's ``on_event`` sink."""
+    """Prints one line per agent event and keeps a spinner saying what is awaited now.
 
-    def __init__(self, console: Console) -> None:
+    A local model on two cores can think for many seconds per step; the spinner shows the run
+    is alive and which step it is on.
+    """
+
+    def __init__(self, console: Console, status: Status | None = None) -> None:
         self.console = console
+        self.status = status
 
     def __call__(self, event: AgentEvent) -> None:
         icon = _ICONS.get(event.kind, event.kind)
         self.console.print(f"  step {event.step:>2} {icon} {escape(event.detail)}")
+        if self.status is not None:
+            waiting = "running tools" if event.data.get("tool_calls") else "waiting for the model"
+            self.status.update(f"step {event.step + 1}: {waiting}…")
 
 
 def summary_table(result: CapsuleRunResult, workspace: str) -> Table:
