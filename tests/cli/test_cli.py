@@ -32,6 +32,7 @@ def soma_env(tmp_path: Path, fake_openai: FakeOpenAI) -> dict[str, str]:
         SOMA_MODEL="openai:fake-model",
         SOMA_OPENAI_BASE_URL=fake_openai.base_url,
         SOMA_OPENAI_API_KEY=API_KEY,
+        COLUMNS="200",
     )
     return env
 
@@ -188,3 +189,15 @@ def test_input_values_are_coerced_and_files_read(tmp_path: Path) -> None:
         "ok": True,
         "eq": "a=b",
     }
+
+
+@pytest.mark.slow
+def test_capsule_eval_reports_checks(soma_env: dict[str, str], fake_openai: FakeOpenAI) -> None:
+    fake_openai.reply_json(completion(json.dumps({"title": "Word count", "spec": SPEC})))
+
+    proc = soma(soma_env, "capsule", "eval", "write-spec")
+
+    assert proc.returncode == 1, proc.stderr
+    assert "word-count-cli" in proc.stdout
+    assert "lacks '## Acceptance criteria'" in proc.stdout
+    assert "0/1 evals passed" in proc.stdout

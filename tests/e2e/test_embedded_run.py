@@ -1,4 +1,4 @@
-"""The README's first command on the embedded defaults: local model, bwrap sandbox, git workspace."""
+"""The README's first command on the embedded defaults: local model, sandbox, git workspace."""
 
 from __future__ import annotations
 

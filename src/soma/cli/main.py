@@ -20,8 +20,9 @@ from rich.table import Table
 
 from soma import __version__
 from soma.agents.capsule_runner import run_capsule
+from soma.agents.evals import run_eval
 from soma.cli.progress import ProgressPrinter, summary_table
-from soma.errors import SomaError, SpecError
+from soma.errors import NotFound, SomaError, SpecError
 from soma.models.registry import resolve_model
 from soma.settings import Settings
 from soma.specs.library import Library
@@ -205,6 +206,48 @@ def capsule_show(name: Annotated[str, typer.Argument(help="Capsule name or name@
     """Show a capsule as YAML."""
     item = _library(Settings()).capsule(name)
     console.print(yaml.safe_dump(item.model_dump(by_alias=True), sort_keys=False), markup=False)
+
+
+@capsule_app.command("eval")
+@friendly_errors
+def capsule_eval(
+    name: Annotated[str, typer.Argument(help="Capsule name or name@range.")],
+    case: Annotated[str | None, typer.Option("--eval", help="Run only this eval.")] = None,
+    model: Annotated[str | None, typer.Option(help="Model: 'local' or 'openai:<name>'.")] = None,
+) -> None:
+    """Run a capsule's evals with a model and show which checks pass."""
+    settings = Settings()
+    library = _library(settings)
+    capsule = library.capsule(name)
+    persona = library.persona(capsule.persona)
+    cases = [c for c in capsule.evals if case is None or c.name == case]
+    if not cases:
+        known = ", ".join(c.name for c in capsule.evals) or "(none)"
+        raise NotFound(f"capsule {capsule.ref} has no eval {case!r}", hint=f"evals: {known}")
+    resolved = resolve_model(model or settings.model, settings)
+    table = Table("eval", "check", "field", "result", "detail")
+    failed = 0
+    for item in cases:
+        with console.status(f"eval {item.name}: running {capsule.ref} on {resolved.name}…"):
+            outcome = asyncio.run(
+                run_eval(
+                    capsule,
+                    persona,
+                    item,
+                    model=resolved,
+                    registry=default_registry(),
+                    sandbox=make_sandbox(settings.sandbox),
+                    workspaces_root=settings.workspaces_dir,
+                )
+            )
+        failed += not outcome.passed
+        for check in outcome.checks:
+            mark = "[green]pass[/]" if check.passed else "[red]fail[/]"
+            table.add_row(item.name, check.kind, check.field or "", mark, escape(check.detail))
+    console.print(table)
+    console.print(f"{len(cases) - failed}/{len(cases)} evals passed")
+    if failed:
+        raise typer.Exit(1)
 
 
 @capsule_app.command("validate")
