@@ -34,6 +34,21 @@ class Settings(BaseSettings):
     sandbox_timeout_s: float = 60.0
     sandbox_memory_mb: int = 1024
 
+    temporal_address: str | None = Field(
+        default=None,
+        description="host:port of an existing Temporal cluster; unset starts the embedded server.",
+    )
+    temporal_namespace: str = "default"
+    task_queue: str = "soma"
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the store; unset uses SQLite under SOMA_HOME.",
+    )
+
+    @property
+    def store_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'soma.db'}"
+
     @property
     def workspaces_dir(self) -> Path:
         return self.home / "workspaces"
