@@ -16,7 +16,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from pydantic import BaseModel
 
-from soma.agents.driver import AgentResult, EventSink, drive
+from soma.agents.driver import EventSink, drive
 from soma.agents.loop import AgentLoop, AgentTask, ToolOutcome
 from soma.agents.prompts import system_prompt, user_prompt
 from soma.errors import SpecError, UnknownTool
@@ -95,6 +95,71 @@ def allowed_tools(capsule: Capsule, persona: Persona, registry: ToolRegistry) ->
     return names
 
 
+def build_task(
+    capsule: Capsule,
+    persona: Persona,
+    inputs: Mapping[str, Any],
+    *,
+    registry: ToolRegistry,
+    workspace: Workspace,
+    run_id: str,
+    feedback: str | None = None,
+) -> AgentTask:
+    """Everything the agent loop needs, checked: inputs, tools the persona may use, prompts.
+
+    ``feedback`` (a reviewer's comment on an earlier attempt) is appended to the task so a
+    rejected run tries again knowing why.
+    """
+    check_inputs(capsule, inputs)
+    tool_names = allowed_tools(capsule, persona, registry)
+    prompt = user_prompt(capsule, inputs, gather_knowledge(capsule, workspace))
+    if feedback:
+        prompt += f"\n\nA reviewer rejected your previous attempt with this comment:\n{feedback}"
+    return AgentTask(
+        run_id=run_id,
+        system_prompt=system_prompt(persona, capsule, tool_names),
+        user_prompt=prompt,
+        tools=tuple(registry.specs(tool_names)),
+        output_schema=capsule.outputs,
+        max_steps=capsule.budget.max_steps,
+        max_tokens=capsule.budget.max_tokens,
+        temperature=persona.model.temperature,
+    )
+
+
+async def execute_tool_call(
+    call: ToolCall, task: AgentTask, registry: ToolRegistry, context: ToolContext
+) -> ToolOutcome:
+    """Run one tool call the model asked for, refusing tools the task does not offer."""
+    offered = [spec.name for spec in task.tools]
+    if call.name not in offered:
+        return ToolOutcome(
+            call_id=call.id,
+            name=call.name,
+            ok=False,
+            output=f"tool '{call.name}' is not available to you; use one of: "
+            + (", ".join(offered) or "(none)"),
+        )
+    result = await registry.call(call.name, call.arguments, context)
+    return ToolOutcome(call_id=call.id, name=call.name, ok=result.ok, output=result.output)
+
+
+def finish_run(
+    capsule: Capsule,
+    workspace: Workspace,
+    identity: AgentIdentity,
+    *,
+    ok: bool,
+    output: Any,
+    error: str | None,
+) -> tuple[list[str], str | None]:
+    """Write the artifacts of a successful run, then commit as the agent: (artifacts, sha)."""
+    artifacts = write_artifacts(capsule, workspace, output) if ok else []
+    status = "done" if ok else f"failed: {error}"
+    message = f"{capsule.name}: {status}\n\nSoma-Capsule: {capsule.ref}\n"
+    return artifacts, workspace.commit(message, identity)
+
+
 async def run_capsule(
     capsule: Capsule,
     persona: Persona,
@@ -109,9 +174,11 @@ async def run_capsule(
     tool_timeout_s: float = 60.0,
     tool_memory_mb: int = 1024,
 ) -> CapsuleRunResult:
-    check_inputs(capsule, inputs)
+    """Run a capsule in-process (no durability): the CLI's single-agent path and the tests'."""
     run_id = run_id or uuid.uuid4().hex[:12]
-    tool_names = allowed_tools(capsule, persona, registry)
+    task = build_task(
+        capsule, persona, inputs, registry=registry, workspace=workspace, run_id=run_id
+    )
     identity = AgentIdentity(persona=persona.name, capsule=capsule.name, run_id=run_id)
     context = ToolContext(
         workspace=workspace,
@@ -120,33 +187,14 @@ async def run_capsule(
         timeout_s=tool_timeout_s,
         memory_mb=tool_memory_mb,
     )
-    task = AgentTask(
-        run_id=run_id,
-        system_prompt=system_prompt(persona, capsule, tool_names),
-        user_prompt=user_prompt(capsule, inputs, gather_knowledge(capsule, workspace)),
-        tools=tuple(registry.specs(tool_names)),
-        output_schema=capsule.outputs,
-        max_steps=capsule.budget.max_steps,
-        max_tokens=capsule.budget.max_tokens,
-        temperature=persona.model.temperature,
-    )
-    permitted = frozenset(tool_names)
 
     async def execute(call: ToolCall) -> ToolOutcome:
-        if call.name not in permitted:
-            return ToolOutcome(
-                call_id=call.id,
-                name=call.name,
-                ok=False,
-                output=f"tool '{call.name}' is not available to you; use one of: "
-                + (", ".join(tool_names) or "(none)"),
-            )
-        result = await registry.call(call.name, call.arguments, context)
-        return ToolOutcome(call_id=call.id, name=call.name, ok=result.ok, output=result.output)
+        return await execute_tool_call(call, task, registry, context)
 
     result = await drive(AgentLoop(task), model, execute, on_event=on_event)
-    artifacts = _write_artifacts(capsule, workspace, result) if result.ok else []
-    commit = workspace.commit(_commit_message(capsule, result), identity)
+    artifacts, commit = finish_run(
+        capsule, workspace, identity, ok=result.ok, output=result.output, error=result.error
+    )
     return CapsuleRunResult(
         run_id=run_id,
         capsule=capsule.ref,
@@ -162,9 +210,10 @@ async def run_capsule(
     )
 
 
-def _write_artifacts(capsule: Capsule, workspace: Workspace, result: AgentResult) -> list[str]:
+def write_artifacts(capsule: Capsule, workspace: Workspace, output: Any) -> list[str]:
+    """Write declared output fields to their workspace files; returns the paths written."""
     written: list[str] = []
-    output = result.output if isinstance(result.output, dict) else {}
+    output = output if isinstance(output, dict) else {}
     for artifact in capsule.artifacts:
         if artifact.source not in output:
             continue
@@ -175,8 +224,3 @@ def _write_artifacts(capsule: Capsule, workspace: Workspace, result: AgentResult
         target.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
         written.append(artifact.path)
     return written
-
-
-def _commit_message(capsule: Capsule, result: AgentResult) -> str:
-    status = "done" if result.ok else f"failed: {result.error}"
-    return f"{capsule.name}: {status}\n\nSoma-Capsule: {capsule.ref}\n"

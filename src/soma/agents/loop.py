@@ -10,12 +10,11 @@ idempotency key.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError as SchemaViolation
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from soma.models.types import (
     Message,
@@ -36,9 +35,14 @@ REPEAT_NOTE = (
 )
 
 
-@dataclass(frozen=True)
-class AgentTask:
-    """Everything fixed for one run: prompts, the tools offered and the rules of the loop."""
+class AgentTask(BaseModel):
+    """Everything fixed for one run: prompts, the tools offered and the rules of the loop.
+
+    A plain pydantic model so it can cross a process boundary (a Temporal activity prepares it,
+    the workflow runs the loop).
+    """
+
+    model_config = ConfigDict(frozen=True)
 
     run_id: str
     system_prompt: str
@@ -50,11 +54,11 @@ class AgentTask:
     max_repeated_calls: int = 3
     max_tokens: int | None = None
     temperature: float | None = None
-    _validator: Draft202012Validator | None = field(default=None, init=False, repr=False)
+    _validator: Draft202012Validator | None = PrivateAttr(default=None)
 
-    def __post_init__(self) -> None:
+    def model_post_init(self, context: Any, /) -> None:
         if self.output_schema is not None:
-            object.__setattr__(self, "_validator", Draft202012Validator(self.output_schema))
+            self._validator = Draft202012Validator(self.output_schema)
 
     def output_problem(self, value: Any) -> str | None:
         """Why ``value`` is not a valid final answer, or None when it is."""

@@ -1,0 +1,1 @@
+"""Durable execution of agent projects on Temporal."""
