@@ -1,0 +1,297 @@
+"""Activities: every side effect of a project (model calls, tool calls, commits, records).
+
+Each activity takes an idempotency key. Temporal never re-runs an activity whose completion it
+recorded, but a worker can die after the side effect and before Temporal hears of it; so each
+activity first looks its key up in the store and returns the recorded result, and records the
+result before returning. A completed call is therefore never repeated, even across crashes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from soma.agents.capsule_runner import build_task, execute_tool_call, finish_run
+from soma.agents.loop import AgentTask, ToolOutcome
+from soma.errors import ModelError, ModelHTTPError, ModelTimeout, SomaError
+from soma.models.protocol import Model
+from soma.models.types import Message, ModelRequest, ModelResponse, OutputSchema
+from soma.orchestrator.types import (
+    AutoReviewParams,
+    FinishParams,
+    FinishResult,
+    ModelCallParams,
+    ModelFailure,
+    PreparedCapsule,
+    PrepareParams,
+    RecordParams,
+    ReviewDecision,
+    ToolCallParams,
+)
+from soma.settings import Settings
+from soma.specs.library import Library
+from soma.store import Store
+from soma.tools import ToolContext, ToolRegistry
+from soma.tools.sandbox import Sandbox
+from soma.workspace import AgentIdentity, Workspace
+
+M = TypeVar("M", bound=BaseModel)
+ModelFactory = Callable[[str], Model]
+
+HEARTBEAT_EVERY_S = 1.0  # the SDK throttles to a fraction of the heartbeat timeout
+REVIEW_SCHEMA = {
+    "type": "object",
+    "properties": {"approved": {"type": "boolean"}, "comment": {"type": "string"}},
+    "required": ["approved", "comment"],
+}
+
+
+class SomaActivities:
+    """The activity implementations, bound to one worker's resources."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        library: Library,
+        registry: ToolRegistry,
+        sandbox: Sandbox,
+        store: Store,
+        models: ModelFactory,
+    ) -> None:
+        self.settings = settings
+        self.library = library
+        self.registry = registry
+        self.sandbox = sandbox
+        self.store = store
+        self._models = models
+        self._model_cache: dict[str, Model] = {}
+
+    def all(self) -> list[Callable[..., Any]]:
+        return [
+            self.prepare_capsule,
+            self.call_model,
+            self.call_tool,
+            self.finish_capsule,
+            self.auto_review,
+            self.record,
+        ]
+
+    def model(self, spec: str) -> Model:
+        if spec not in self._model_cache:
+            self._model_cache[spec] = self._models(spec)
+        return self._model_cache[spec]
+
+    def workspace(self, project_id: str) -> Workspace:
+        return Workspace.open(self.settings.workspaces_dir, project_id)
+
+    @activity.defn(name="prepare_capsule")
+    async def prepare_capsule(self, params: PrepareParams) -> PreparedCapsule:
+        """Resolve capsule and persona and build the agent's task (reads knowledge files)."""
+        p = params.params
+        try:
+            capsule = self.library.capsule(p.capsule)
+            persona = self.library.persona(capsule.persona)
+            task = build_task(
+                capsule,
+                persona,
+                p.inputs,
+                registry=self.registry,
+                workspace=self.workspace(p.project_id),
+                run_id=params.run_id,
+                feedback=params.feedback,
+            )
+        except SomaError as exc:
+            raise ApplicationError(str(exc), type=type(exc).__name__, non_retryable=True) from exc
+        return PreparedCapsule(
+            task=task,
+            capsule=capsule.ref,
+            persona=persona.name,
+            review=capsule.review,
+            max_wall_s=capsule.budget.max_wall_s,
+        )
+
+    @activity.defn(name="call_model")
+    async def call_model(self, params: ModelCallParams) -> ModelResponse | ModelFailure:
+        """One model call. Transient provider errors are retried by Temporal with backoff;
+        permanent ones come back as a ModelFailure so the agent run ends with the reason."""
+
+        async def call() -> ModelResponse | ModelFailure:
+            try:
+                return await self.model(params.model).complete(params.request)
+            except ModelHTTPError as exc:
+                if exc.transient:
+                    raise
+                return ModelFailure(error=str(exc))
+            except ModelTimeout:
+                raise
+            except ModelError as exc:
+                return ModelFailure(error=str(exc))
+
+        return await self._once(params.key, "model", params.project_id, call, _model_reply)
+
+    @activity.defn(name="call_tool")
+    async def call_tool(self, params: ToolCallParams) -> ToolOutcome:
+        """One tool call in the sandbox, heartbeating so a dead worker is noticed quickly."""
+        identity = AgentIdentity(
+            persona=params.persona, capsule=params.capsule.split("@")[0], run_id=params.run_id
+        )
+        context = ToolContext(
+            workspace=self.workspace(params.project_id),
+            sandbox=self.sandbox,
+            agent=identity,
+            timeout_s=self.settings.sandbox_timeout_s,
+            memory_mb=self.settings.sandbox_memory_mb,
+        )
+        task = AgentTask(
+            run_id=params.run_id,
+            system_prompt="",
+            user_prompt="",
+            tools=tuple(self.registry.specs(params.offered)),
+        )
+
+        async def call() -> ToolOutcome:
+            async with _heartbeating():
+                return await execute_tool_call(params.call, task, self.registry, context)
+
+        return await self._once(
+            params.key, "tool", params.project_id, call, ToolOutcome.model_validate
+        )
+
+    @activity.defn(name="finish_capsule")
+    async def finish_capsule(self, params: FinishParams) -> FinishResult:
+        """Write artifacts and commit as the agent: the run's mark in the workspace history."""
+
+        async def call() -> FinishResult:
+            capsule = self.library.capsule(params.capsule)
+            identity = AgentIdentity(
+                persona=params.persona, capsule=capsule.name, run_id=params.run_id
+            )
+            artifacts, commit = await asyncio.to_thread(
+                finish_run,
+                capsule,
+                self.workspace(params.project_id),
+                identity,
+                ok=params.ok,
+                output=params.output,
+                error=params.error,
+            )
+            return FinishResult(artifacts=artifacts, commit=commit)
+
+        return await self._once(
+            params.key, "commit", params.project_id, call, FinishResult.model_validate
+        )
+
+    @activity.defn(name="auto_review")
+    async def auto_review(self, params: AutoReviewParams) -> ReviewDecision:
+        """``review: auto``: a reviewer persona judges the output against the capsule's purpose."""
+
+        async def call() -> ReviewDecision:
+            capsule = self.library.capsule(params.capsule)
+            reviewer = self.library.persona("code-reviewer")
+            request = ModelRequest(
+                messages=[
+                    Message.system(
+                        f"You are the {reviewer.role}. Judge whether the output below fulfils "
+                        f"the task '{capsule.name}': {capsule.description.strip()} Approve "
+                        "unless it is clearly wrong or empty; say why in one sentence."
+                    ),
+                    Message.user(str(params.output)[:8000]),
+                ],
+                output=OutputSchema(name="review", json_schema=REVIEW_SCHEMA),
+            )
+            try:
+                response = await self.model(params.model).complete(request)
+                verdict = ReviewDecision.model_validate_json(response.message.content or "")
+            except (ModelError, ValueError) as exc:
+                return ReviewDecision(
+                    approved=True,
+                    comment=f"auto-review unavailable ({exc}); approved",
+                    reviewer="auto",
+                )
+            return verdict.model_copy(update={"reviewer": f"auto:{reviewer.name}"})
+
+        return await self._once(
+            params.key, "review", params.project_id, call, ReviewDecision.model_validate
+        )
+
+    @activity.defn(name="record")
+    async def record(self, params: RecordParams) -> None:
+        """Write an event and state changes to the store, once per key."""
+
+        def write() -> None:
+            if self.store.recall_result(params.key) is not None:
+                return
+            if params.project is not None:
+                self.store.update_project(params.project_id, **params.project)
+            if params.node_id is not None and params.node is not None:
+                self.store.upsert_node(params.project_id, params.node_id, **params.node)
+            if params.node_id is not None and params.review_round is not None:
+                decision = params.review_decision
+                if decision is None:
+                    self.store.open_review(params.project_id, params.node_id, params.review_round)
+                else:
+                    self.store.decide_review(
+                        params.project_id,
+                        params.node_id,
+                        params.review_round,
+                        approved=decision.approved,
+                        comment=decision.comment,
+                        decided_by=decision.reviewer,
+                    )
+            self.store.add_event(
+                params.project_id,
+                params.kind,
+                params.message,
+                node_id=params.node_id,
+                data=params.data,
+            )
+            self.store.remember_result(params.key, "record", params.project_id, {})
+
+        await asyncio.to_thread(write)
+
+    async def _once(
+        self,
+        key: str,
+        kind: str,
+        project_id: str,
+        call: Callable[[], Coroutine[Any, Any, M]],
+        parse: Callable[[dict[str, Any]], M],
+    ) -> M:
+        recorded = await asyncio.to_thread(self.store.recall_result, key)
+        if recorded is not None:
+            activity.logger.info("replaying recorded result for %s", key)
+            return parse(recorded)
+        result = await call()
+        await asyncio.to_thread(
+            self.store.remember_result, key, kind, project_id, result.model_dump(mode="json")
+        )
+        return result
+
+
+def _model_reply(data: dict[str, Any]) -> ModelResponse | ModelFailure:
+    return (
+        ModelFailure.model_validate(data) if "error" in data else ModelResponse.model_validate(data)
+    )
+
+
+@contextlib.asynccontextmanager
+async def _heartbeating() -> Any:
+    async def beat() -> None:
+        while True:
+            activity.heartbeat()
+            await asyncio.sleep(HEARTBEAT_EVERY_S)
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

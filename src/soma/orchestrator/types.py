@@ -1,0 +1,167 @@
+"""Data that crosses the workflow/activity boundary. Plain pydantic models, serialised by the
+pydantic data converter, so workflow histories stay readable and replayable."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from soma.agents.loop import AgentTask
+from soma.models.types import ModelRequest, ToolCall, Usage
+from soma.specs.models import Plan, ReviewMode
+
+NodeStatus = Literal[
+    "pending", "running", "waiting_review", "succeeded", "failed", "skipped", "cancelled"
+]
+ProjectStatus = Literal["running", "waiting_review", "succeeded", "failed", "cancelled"]
+
+
+class Timeouts(BaseModel):
+    """Activity timeouts. Short heartbeats let a crashed worker's tool call move on quickly."""
+
+    model_s: float = 300.0
+    tool_s: float = 600.0
+    tool_heartbeat_s: float = 30.0
+    record_s: float = 30.0
+
+
+class CapsuleParams(BaseModel):
+    project_id: str
+    node_id: str
+    capsule: str
+    inputs: dict[str, Any]
+    model: str
+    max_review_rounds: int = 2
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+
+
+class PrepareParams(BaseModel):
+    params: CapsuleParams
+    run_id: str
+    feedback: str | None = None
+
+
+class PreparedCapsule(BaseModel):
+    task: AgentTask
+    capsule: str
+    persona: str
+    review: ReviewMode
+    max_wall_s: float
+
+
+class ModelCallParams(BaseModel):
+    key: str
+    project_id: str
+    model: str
+    request: ModelRequest
+
+
+class ToolCallParams(BaseModel):
+    key: str
+    project_id: str
+    node_id: str
+    capsule: str
+    persona: str
+    run_id: str
+    offered: list[str]
+    call: ToolCall
+
+
+class FinishParams(BaseModel):
+    key: str
+    project_id: str
+    capsule: str
+    persona: str
+    run_id: str
+    ok: bool
+    output: Any = None
+    error: str | None = None
+
+
+class FinishResult(BaseModel):
+    artifacts: list[str] = Field(default_factory=list)
+    commit: str | None = None
+
+
+class ReviewDecision(BaseModel):
+    approved: bool
+    comment: str = ""
+    reviewer: str = "human"
+
+
+class AutoReviewParams(BaseModel):
+    key: str
+    project_id: str
+    node_id: str
+    capsule: str
+    model: str
+    output: Any
+
+
+class RecordParams(BaseModel):
+    """One store write: an event plus optional node/project field updates, done once per key."""
+
+    key: str
+    project_id: str
+    node_id: str | None = None
+    kind: str
+    message: str = ""
+    data: dict[str, Any] = Field(default_factory=dict)
+    node: dict[str, Any] | None = None
+    project: dict[str, Any] | None = None
+    review_round: int | None = None
+    review_decision: ReviewDecision | None = None
+
+
+class NodeResult(BaseModel):
+    node_id: str
+    ok: bool
+    output: Any = None
+    error: str | None = None
+    failure_kind: str | None = None
+    steps: int = 0
+    usage: Usage = Field(default_factory=Usage)
+    commit: str | None = None
+    artifacts: list[str] = Field(default_factory=list)
+    review_rounds: int = 0
+
+
+class NodeState(BaseModel):
+    node_id: str
+    capsule: str
+    status: NodeStatus = "pending"
+    attempts: int = 0
+    usage: Usage = Field(default_factory=Usage)
+    last_event: str = ""
+    commit: str | None = None
+    error: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class ProjectParams(BaseModel):
+    project_id: str
+    goal: str
+    plan: Plan
+    model: str
+    concurrency: int = 4
+    node_retries: int = 0
+    max_project_tokens: int | None = None
+    max_review_rounds: int = 2
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+
+
+class ProjectState(BaseModel):
+    project_id: str
+    status: ProjectStatus = "running"
+    nodes: dict[str, NodeState]
+    usage: Usage = Field(default_factory=Usage)
+    error: str | None = None
+
+
+class ModelFailure(BaseModel):
+    """Why a model activity gave up, returned as data so the loop can record it and stop."""
+
+    error: str

@@ -1,0 +1,501 @@
+"""Durable workflows: one ProjectWorkflow per project, one CapsuleWorkflow per plan node.
+
+Workflow code is deterministic: it holds the agent loop (``soma.agents.loop`` is pure) and the
+DAG scheduling, and every side effect is an activity with an idempotency key derived from the
+project, node, review round and step, so a replay on another worker asks for the same keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ChildWorkflowError
+
+with workflow.unsafe.imports_passed_through():
+    from soma.agents.loop import (
+        AgentLoop,
+        AgentState,
+        CallModel,
+        CallTools,
+        Fail,
+        Finish,
+        ToolOutcome,
+    )
+    from soma.models.types import ModelResponse, Usage
+    from soma.orchestrator.types import (
+        AutoReviewParams,
+        CapsuleParams,
+        FinishParams,
+        FinishResult,
+        ModelCallParams,
+        ModelFailure,
+        NodeResult,
+        NodeState,
+        PreparedCapsule,
+        PrepareParams,
+        ProjectParams,
+        ProjectState,
+        RecordParams,
+        ReviewDecision,
+        ToolCallParams,
+    )
+    from soma.orchestrator.wiring import resolve_inputs
+    from soma.specs.models import PlanNode
+
+QUICK = timedelta(seconds=60)
+MODEL_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=5,
+)
+TOOL_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_attempts=5)
+
+
+@workflow.defn(name="CapsuleWorkflow")
+class CapsuleWorkflow:
+    """One agent carrying out one capsule, with review rounds when the capsule asks for them."""
+
+    def __init__(self) -> None:
+        self._decision: ReviewDecision | None = None
+        self._phase = "starting"
+
+    @workflow.signal
+    def review(self, decision: ReviewDecision) -> None:
+        self._decision = decision
+
+    @workflow.query
+    def phase(self) -> str:
+        return self._phase
+
+    @workflow.run
+    async def run(self, params: CapsuleParams) -> NodeResult:
+        usage = Usage()
+        steps = 0
+        feedback: str | None = None
+        for round_no in range(params.max_review_rounds + 1):
+            prefix = f"{params.project_id}/{params.node_id}/r{round_no}"
+            prepared: PreparedCapsule = await workflow.execute_activity(
+                "prepare_capsule",
+                PrepareParams(
+                    params=params, run_id=f"{params.node_id}.r{round_no}", feedback=feedback
+                ),
+                result_type=PreparedCapsule,
+                start_to_close_timeout=QUICK,
+            )
+            self._phase = "working"
+            state = await self._agent(params, prepared, prefix)
+            usage = usage + state.usage
+            steps += state.steps
+            ok = state.failure is None
+            finish: FinishResult = await workflow.execute_activity(
+                "finish_capsule",
+                FinishParams(
+                    key=f"{prefix}/finish",
+                    project_id=params.project_id,
+                    capsule=prepared.capsule,
+                    persona=prepared.persona,
+                    run_id=prepared.task.run_id,
+                    ok=ok,
+                    output=state.output,
+                    error=state.failure,
+                ),
+                result_type=FinishResult,
+                start_to_close_timeout=QUICK,
+            )
+            result = NodeResult(
+                node_id=params.node_id,
+                ok=ok,
+                output=state.output,
+                error=state.failure,
+                failure_kind=state.failure_kind,
+                steps=steps,
+                usage=usage,
+                commit=finish.commit,
+                artifacts=finish.artifacts,
+                review_rounds=round_no,
+            )
+            if not ok or prepared.review == "none":
+                return result
+            decision = await self._review(params, prepared, state.output, prefix, round_no)
+            if decision.approved:
+                return result
+            feedback = decision.comment or "rejected without a comment"
+        return result.model_copy(
+            update={
+                "ok": False,
+                "error": f"rejected by review {params.max_review_rounds + 1} times: {feedback}",
+                "failure_kind": "rejected",
+            }
+        )
+
+    async def _agent(
+        self, params: CapsuleParams, prepared: PreparedCapsule, prefix: str
+    ) -> AgentState:
+        loop = AgentLoop(prepared.task)
+        state = loop.start()
+        timeouts = params.timeouts
+        while True:
+            action = loop.next_action(state)
+            if isinstance(action, CallModel):
+                reply = await workflow.execute_activity(
+                    "call_model",
+                    ModelCallParams(
+                        key=f"{prefix}/model/{action.step}",
+                        project_id=params.project_id,
+                        model=params.model,
+                        request=action.request,
+                    ),
+                    result_type=ModelResponse | ModelFailure,  # type: ignore[arg-type]
+                    start_to_close_timeout=timedelta(seconds=timeouts.model_s),
+                    retry_policy=MODEL_RETRY,
+                )
+                if isinstance(reply, ModelFailure):
+                    state = loop.on_model_error(state, reply.error)
+                else:
+                    state = loop.on_model_response(state, reply)
+            elif isinstance(action, CallTools):
+                outcomes = await asyncio.gather(
+                    *(
+                        workflow.execute_activity(
+                            "call_tool",
+                            ToolCallParams(
+                                key=f"{prefix}/{action.key(call)}",
+                                project_id=params.project_id,
+                                node_id=params.node_id,
+                                capsule=prepared.capsule,
+                                persona=prepared.persona,
+                                run_id=prepared.task.run_id,
+                                offered=[spec.name for spec in prepared.task.tools],
+                                call=call,
+                            ),
+                            result_type=ToolOutcome,
+                            start_to_close_timeout=timedelta(seconds=timeouts.tool_s),
+                            heartbeat_timeout=timedelta(seconds=timeouts.tool_heartbeat_s),
+                            retry_policy=TOOL_RETRY,
+                        )
+                        for call in action.calls
+                    )
+                )
+                state = loop.on_tool_results(state, list(outcomes))
+            else:
+                assert isinstance(action, Finish | Fail)
+                return state
+
+    async def _review(
+        self,
+        params: CapsuleParams,
+        prepared: PreparedCapsule,
+        output: Any,
+        prefix: str,
+        round_no: int,
+    ) -> ReviewDecision:
+        if prepared.review == "auto":
+            verdict: ReviewDecision = await workflow.execute_activity(
+                "auto_review",
+                AutoReviewParams(
+                    key=f"{prefix}/review",
+                    project_id=params.project_id,
+                    node_id=params.node_id,
+                    capsule=prepared.capsule,
+                    model=params.model,
+                    output=output,
+                ),
+                result_type=ReviewDecision,
+                start_to_close_timeout=timedelta(seconds=params.timeouts.model_s),
+                retry_policy=MODEL_RETRY,
+            )
+            return verdict
+        self._phase = "waiting_review"
+        self._decision = None
+        waiting = f"waiting for a human review (round {round_no + 1})"
+        await _tell_parent(params.node_id, "waiting_review", waiting)
+        await _record(
+            RecordParams(
+                key=f"{prefix}/review-open",
+                project_id=params.project_id,
+                node_id=params.node_id,
+                kind="review_requested",
+                message=f"{prepared.capsule} waits for a human review (round {round_no + 1})",
+                data={"round": round_no},
+                node={"status": "waiting_review"},
+                review_round=round_no,
+            )
+        )
+        await workflow.wait_condition(lambda: self._decision is not None)
+        decision = self._decision
+        assert decision is not None
+        self._phase = "working"
+        verdict = "approved" if decision.approved else "rejected"
+        await _tell_parent(params.node_id, "running", f"review {verdict}: {decision.comment}")
+        await _record(
+            RecordParams(
+                key=f"{prefix}/review-decided",
+                project_id=params.project_id,
+                node_id=params.node_id,
+                kind=f"review_{verdict}",
+                message=f"{decision.reviewer} {verdict}: {decision.comment}",
+                data=decision.model_dump(),
+                node={"status": "running"},
+                review_round=round_no,
+                review_decision=decision,
+            )
+        )
+        return decision
+
+
+@workflow.defn(name="ProjectWorkflow")
+class ProjectWorkflow:
+    """Runs a plan: ready nodes in parallel up to a limit, outputs wired into later inputs."""
+
+    def __init__(self) -> None:
+        self._state: ProjectState | None = None
+        self._children: dict[str, workflow.ChildWorkflowHandle[Any, Any]] = {}
+
+    @workflow.query
+    def state(self) -> ProjectState:
+        assert self._state is not None
+        return self._state
+
+    @workflow.signal
+    async def review(self, node_id: str, decision: ReviewDecision) -> None:
+        """Forward a review decision to the node's capsule workflow, if it is waiting for one.
+
+        A decision for a node that is not waiting (a duplicate click, a stale console) is
+        dropped with a warning rather than failing the project.
+        """
+        state = self._state.nodes.get(node_id) if self._state else None
+        child = self._children.get(node_id)
+        if state is None or child is None or state.status != "waiting_review":
+            workflow.logger.warning("review for %s ignored: it is not waiting for one", node_id)
+            return
+        state.status = "running"
+        await child.signal(CapsuleWorkflow.review, decision)
+
+    @workflow.signal
+    def node_update(self, node_id: str, status: str, message: str) -> None:
+        """Capsule workflows report phase changes (waiting for review) for the live state."""
+        if self._state is not None and node_id in self._state.nodes:
+            node = self._state.nodes[node_id]
+            node.status = status  # type: ignore[assignment]
+            node.last_event = message
+
+    @workflow.run
+    async def run(self, params: ProjectParams) -> ProjectState:
+        nodes = {node.id: node for node in params.plan.nodes}
+        self._state = ProjectState(
+            project_id=params.project_id,
+            nodes={n.id: NodeState(node_id=n.id, capsule=n.capsule) for n in params.plan.nodes},
+        )
+        await self._record(
+            params, "project_started", f"{len(nodes)} nodes", project={"status": "running"}
+        )
+        try:
+            await self._schedule(params, nodes)
+        except asyncio.CancelledError:
+            await self._finish(params, "cancelled", "cancelled on request")
+            raise
+        failed = [s.node_id for s in self._state.nodes.values() if s.status != "succeeded"]
+        if self._state.error is None and failed:
+            self._state.error = f"nodes not completed: {', '.join(failed)}"
+        await self._finish(params, "failed" if failed else "succeeded", self._state.error or "")
+        return self._state
+
+    async def _schedule(self, params: ProjectParams, nodes: dict[str, PlanNode]) -> None:
+        assert self._state is not None
+        outputs: dict[str, Any] = {}
+        waiting = list(nodes)
+        running: dict[str, asyncio.Task[NodeResult]] = {}
+        stop = False
+        while waiting or running:
+            if not stop:
+                stop = self._over_budget(params)
+            for node_id in list(waiting):
+                deps = nodes[node_id].depends_on
+                if any(self._state.nodes[d].status in _DEAD for d in deps):
+                    waiting.remove(node_id)
+                    await self._set(params, node_id, "skipped", "a dependency did not succeed")
+                elif stop:
+                    continue
+                elif len(running) < params.concurrency and all(
+                    self._state.nodes[d].status == "succeeded" for d in deps
+                ):
+                    waiting.remove(node_id)
+                    inputs = resolve_inputs(nodes[node_id].inputs, outputs)
+                    running[node_id] = asyncio.ensure_future(
+                        self._run_node(params, nodes[node_id], inputs)
+                    )
+            if not running:
+                if stop:
+                    for node_id in waiting:
+                        await self._set(params, node_id, "skipped", self._state.error or "stopped")
+                break
+            done, _ = await workflow.wait(
+                list(running.values()), return_when=asyncio.FIRST_COMPLETED
+            )
+            for node_id, task in list(running.items()):
+                if task in done:
+                    del running[node_id]
+                    result = task.result()
+                    if result.ok:
+                        outputs[node_id] = result.output
+                    elif self._state.nodes[node_id].attempts <= params.node_retries:
+                        waiting.append(node_id)
+                    else:
+                        stop = True
+                        self._state.error = self._state.error or f"{node_id}: {result.error}"
+
+    async def _run_node(
+        self, params: ProjectParams, node: PlanNode, inputs: dict[str, Any]
+    ) -> NodeResult:
+        assert self._state is not None
+        state = self._state.nodes[node.id]
+        state.attempts += 1
+        await self._set(params, node.id, "running", f"attempt {state.attempts}", started=True)
+        child = await workflow.start_child_workflow(
+            CapsuleWorkflow.run,
+            CapsuleParams(
+                project_id=params.project_id,
+                node_id=node.id,
+                capsule=node.capsule,
+                inputs=inputs,
+                model=params.model,
+                max_review_rounds=params.max_review_rounds,
+                timeouts=params.timeouts,
+            ),
+            id=f"{workflow.info().workflow_id}.{node.id}.{state.attempts}",
+        )
+        self._children[node.id] = child
+        try:
+            result: NodeResult = await child
+        except ChildWorkflowError as exc:
+            result = NodeResult(node_id=node.id, ok=False, error=_cause(exc))
+        finally:
+            self._children.pop(node.id, None)
+        state.usage = state.usage + result.usage
+        self._state.usage = self._state.usage + result.usage
+        state.commit = result.commit or state.commit
+        state.error = result.error
+        status = "succeeded" if result.ok else "failed"
+        detail = f"{result.steps} steps, commit {(result.commit or '-')[:12]}"
+        await self._set(
+            params,
+            node.id,
+            status,
+            detail if result.ok else f"{result.error}",
+            finished=True,
+            extra={
+                "steps": result.steps,
+                "input_tokens": state.usage.input_tokens,
+                "output_tokens": state.usage.output_tokens,
+                "commit_sha": state.commit,
+                "output": result.output if isinstance(result.output, dict) else None,
+                "error": result.error,
+            },
+        )
+        return result
+
+    def _over_budget(self, params: ProjectParams) -> bool:
+        assert self._state is not None
+        limit = params.max_project_tokens
+        if limit is None or self._state.usage.total_tokens <= limit:
+            return False
+        self._state.error = self._state.error or (
+            f"BudgetExceeded: project used {self._state.usage.total_tokens} tokens of {limit}"
+        )
+        return True
+
+    async def _set(
+        self,
+        params: ProjectParams,
+        node_id: str,
+        status: str,
+        message: str,
+        *,
+        started: bool = False,
+        finished: bool = False,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        assert self._state is not None
+        node = self._state.nodes[node_id]
+        node.status = status  # type: ignore[assignment]
+        node.last_event = message
+        fields: dict[str, Any] = {
+            "status": status,
+            "last_event": message,
+            "attempts": node.attempts,
+        }
+        now = workflow.now()
+        if started:
+            fields["started_at"] = node.started_at = now
+            node.finished_at = None
+        if finished:
+            fields["finished_at"] = node.finished_at = now
+        fields.update(extra or {})
+        await _record(
+            RecordParams(
+                key=f"{params.project_id}/{node_id}/a{node.attempts}/{status}",
+                project_id=params.project_id,
+                node_id=node_id,
+                kind=f"node_{status}",
+                message=message,
+                node=fields,
+            )
+        )
+
+    async def _record(
+        self, params: ProjectParams, kind: str, message: str, project: dict[str, Any]
+    ) -> None:
+        await _record(
+            RecordParams(
+                key=f"{params.project_id}/{kind}",
+                project_id=params.project_id,
+                kind=kind,
+                message=message,
+                project=project,
+            )
+        )
+
+    async def _finish(self, params: ProjectParams, status: str, message: str) -> None:
+        assert self._state is not None
+        self._state.status = status  # type: ignore[assignment]
+        for node in self._state.nodes.values():
+            if status == "cancelled" and node.status in ("pending", "running", "waiting_review"):
+                node.status = "cancelled"
+        await self._record(
+            params,
+            f"project_{status}",
+            message,
+            project={
+                "status": status,
+                "error": self._state.error,
+                "usage_input_tokens": self._state.usage.input_tokens,
+                "usage_output_tokens": self._state.usage.output_tokens,
+                "finished_at": workflow.now(),
+            },
+        )
+
+
+_DEAD = ("failed", "skipped", "cancelled")
+
+
+async def _record(params: RecordParams) -> None:
+    await workflow.execute_activity("record", params, start_to_close_timeout=timedelta(seconds=30))
+
+
+async def _tell_parent(node_id: str, status: str, message: str) -> None:
+    parent = workflow.info().parent
+    if parent is None:
+        return
+    handle = workflow.get_external_workflow_handle(parent.workflow_id, run_id=parent.run_id)
+    await handle.signal("node_update", args=[node_id, status, message])
+
+
+def _cause(exc: BaseException) -> str:
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    return str(exc)

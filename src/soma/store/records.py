@@ -1,0 +1,143 @@
+"""What the store hands back: plain, frozen pydantic records.
+
+Callers (Temporal activities, the CLI, the gateway) never see ORM objects, so nothing they hold
+is tied to a session or can lazily hit the database from another thread after it is closed.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, with_config
+from typing_extensions import TypedDict
+
+DEFAULT_TENANT = "default"
+
+ProjectStatus = Literal[
+    "pending", "planning", "running", "waiting_review", "succeeded", "failed", "cancelled"
+]
+NodeStatus = Literal[
+    "pending", "ready", "running", "waiting_review", "succeeded", "failed", "skipped", "cancelled"
+]
+ReviewStatus = Literal["pending", "approved", "rejected"]
+Planner = Literal["model", "template"]
+
+# Reaching one of these stamps ``finished_at`` (unless the caller gives it explicitly).
+PROJECT_TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+NODE_TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "skipped", "cancelled"})
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True, from_attributes=True)
+
+
+class ProjectRecord(_Record):
+    """One agent project: a goal, its plan and where its durable run stands."""
+
+    id: str
+    tenant_id: str
+    goal: str
+    status: ProjectStatus
+    planner: Planner | None
+    plan: dict[str, Any] | None
+    workflow_id: str | None
+    workspace_path: str | None
+    usage_input_tokens: int
+    usage_output_tokens: int
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+
+
+class NodeRecord(_Record):
+    """One node of a project's plan DAG (a capsule run) and its latest state."""
+
+    project_id: str
+    node_id: str
+    tenant_id: str
+    capsule: str | None
+    persona: str | None
+    status: NodeStatus
+    attempts: int
+    steps: int
+    input_tokens: int
+    output_tokens: int
+    output: dict[str, Any] | None
+    commit_sha: str | None
+    error: str | None
+    last_event: str | None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class EventRecord(_Record):
+    """One line of a project's append-only history; ``id`` orders events within a project."""
+
+    id: int
+    project_id: str
+    tenant_id: str
+    node_id: str | None
+    kind: str
+    message: str
+    data: dict[str, Any] | None
+    created_at: datetime
+
+
+class ReviewRecord(_Record):
+    """A human review gate on one attempt of one node."""
+
+    id: int
+    project_id: str
+    tenant_id: str
+    node_id: str
+    attempt: int
+    status: ReviewStatus
+    comment: str | None
+    decided_by: str | None
+    created_at: datetime
+    decided_at: datetime | None
+
+
+# The keyword arguments of Store.update_project / Store.upsert_node. They are TypedDicts so that
+# mypy checks callers' ``**fields`` and pydantic validates them at runtime (unknown names and
+# bad statuses are rejected before anything reaches the database). Validation is lax on purpose:
+# workflows send these through Temporal as JSON, so datetimes may arrive as ISO strings.
+
+
+@with_config(ConfigDict(extra="forbid"))
+class ProjectFields(TypedDict, total=False):
+    """Columns of a project that :meth:`Store.update_project` may change."""
+
+    goal: str
+    status: ProjectStatus
+    planner: Planner | None
+    plan: dict[str, Any] | None
+    workflow_id: str | None
+    workspace_path: str | None
+    usage_input_tokens: int
+    usage_output_tokens: int
+    error: str | None
+    finished_at: AwareDatetime | None
+
+
+@with_config(ConfigDict(extra="forbid"))
+class NodeFields(TypedDict, total=False):
+    """Columns of a node that :meth:`Store.upsert_node` may set."""
+
+    capsule: str | None
+    persona: str | None
+    status: NodeStatus
+    attempts: int
+    steps: int
+    input_tokens: int
+    output_tokens: int
+    output: dict[str, Any] | None
+    commit_sha: str | None
+    error: str | None
+    last_event: str | None
+    started_at: AwareDatetime | None
+    finished_at: AwareDatetime | None

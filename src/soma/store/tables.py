@@ -1,0 +1,193 @@
+"""The ORM mapping of the store's tables.
+
+This is what the code queries; the schema itself is owned by the Alembic revisions under
+``migrations/versions`` (a test checks that the two do not drift apart). Revisions never import
+this module, so changing a model here cannot silently rewrite history.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from soma.store.records import DEFAULT_TENANT
+
+# JSONB on PostgreSQL (binary, indexable, compared by value); plain JSON text elsewhere.
+# ``none_as_null`` stores Python None as SQL NULL rather than the JSON literal ``null``.
+JSONType = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+# SQLite only auto-increments an ``INTEGER PRIMARY KEY``; PostgreSQL gets a 64-bit identity.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp that is always timezone-aware UTC in Python, whatever the backend.
+
+    PostgreSQL stores ``timestamptz``; SQLite has no time zones, so values are stored as naive
+    UTC there and re-tagged on the way out. Naive datetimes are refused on the way in because
+    their meaning would depend on the machine that wrote them.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: pass a timezone-aware (UTC) datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+# Named constraints, so a later batch migration on SQLite can find and alter them by name.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSONType}
+
+
+def _tenant() -> Mapped[str]:
+    return mapped_column(
+        String(64), default=DEFAULT_TENANT, server_default=DEFAULT_TENANT, index=True
+    )
+
+
+def _count() -> Mapped[int]:
+    return mapped_column(Integer, default=0, server_default="0")
+
+
+class Project(Base):
+    __tablename__ = "projects"
+    __table_args__ = (Index("ix_projects_tenant_created", "tenant_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    tenant_id: Mapped[str] = _tenant()
+    goal: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(32), default="pending", index=True)
+    planner: Mapped[str | None] = mapped_column(String(32))
+    plan: Mapped[dict[str, Any] | None]
+    workflow_id: Mapped[str | None] = mapped_column(String(255))
+    workspace_path: Mapped[str | None] = mapped_column(Text)
+    usage_input_tokens: Mapped[int] = _count()
+    usage_output_tokens: Mapped[int] = _count()
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+
+
+class Node(Base):
+    __tablename__ = "nodes"
+
+    project_id: Mapped[str] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True
+    )
+    node_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    tenant_id: Mapped[str] = _tenant()
+    capsule: Mapped[str | None] = mapped_column(String(255))
+    persona: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(32), default="pending")
+    attempts: Mapped[int] = _count()
+    steps: Mapped[int] = _count()
+    input_tokens: Mapped[int] = _count()
+    output_tokens: Mapped[int] = _count()
+    output: Mapped[dict[str, Any] | None]
+    commit_sha: Mapped[str | None] = mapped_column(String(64))
+    error: Mapped[str | None] = mapped_column(Text)
+    last_event: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+
+class Event(Base):
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_project_id_id", "project_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    project_id: Mapped[str] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), index=True
+    )
+    tenant_id: Mapped[str] = _tenant()
+    node_id: Mapped[str | None] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(64))
+    message: Mapped[str] = mapped_column(Text)
+    data: Mapped[dict[str, Any] | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Review(Base):
+    __tablename__ = "reviews"
+    __table_args__ = (
+        UniqueConstraint(
+            "project_id", "node_id", "attempt", name="uq_reviews_project_node_attempt"
+        ),
+        Index("ix_reviews_tenant_status", "tenant_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    project_id: Mapped[str] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), index=True
+    )
+    tenant_id: Mapped[str] = _tenant()
+    node_id: Mapped[str] = mapped_column(String(128))
+    attempt: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(32), default="pending")
+    comment: Mapped[str | None] = mapped_column(Text)
+    decided_by: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    decided_at: Mapped[datetime | None]
+
+
+class ActivityResult(Base):
+    """The recorded outcome of a side-effecting activity, keyed by its idempotency key.
+
+    ``project_id`` is deliberately not a foreign key: an activity may need idempotency before its
+    project row exists (creating the project is itself such an activity).
+    """
+
+    __tablename__ = "activity_results"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    tenant_id: Mapped[str] = _tenant()
+    kind: Mapped[str] = mapped_column(String(32))
+    project_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    result: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
