@@ -134,7 +134,9 @@ class SomaActivities:
             except ModelError as exc:
                 return ModelFailure(error=str(exc))
 
-        return await self._once(params.key, "model", params.project_id, call, _model_reply)
+        reply = await self._once(params.key, "model", params.project_id, call, _model_reply)
+        await self._event(params.project_id, params.node_id, params.key, "model", _describe(reply))
+        return reply
 
     @activity.defn(name="call_tool")
     async def call_tool(self, params: ToolCallParams) -> ToolOutcome:
@@ -160,9 +162,13 @@ class SomaActivities:
             async with _heartbeating():
                 return await execute_tool_call(params.call, task, self.registry, context)
 
-        return await self._once(
+        outcome = await self._once(
             params.key, "tool", params.project_id, call, ToolOutcome.model_validate
         )
+        status = "ok" if outcome.ok else "error"
+        detail = f"{outcome.name} → {status}: {_excerpt(outcome.output)}"
+        await self._event(params.project_id, params.node_id, params.key, "tool", detail)
+        return outcome
 
     @activity.defn(name="finish_capsule")
     async def finish_capsule(self, params: FinishParams) -> FinishResult:
@@ -256,6 +262,19 @@ class SomaActivities:
 
         await asyncio.to_thread(write)
 
+    async def _event(
+        self, project_id: str, node_id: str | None, key: str, kind: str, message: str
+    ) -> None:
+        """A progress event for `soma logs`, written once per activity key."""
+
+        def write() -> None:
+            marker = f"{key}#event"
+            if self.store.recall_result(marker) is None:
+                self.store.add_event(project_id, kind, message, node_id=node_id, data={"key": key})
+                self.store.remember_result(marker, "event", project_id, {})
+
+        await asyncio.to_thread(write)
+
     async def _once(
         self,
         key: str,
@@ -273,6 +292,21 @@ class SomaActivities:
             self.store.remember_result, key, kind, project_id, result.model_dump(mode="json")
         )
         return result
+
+
+def _describe(reply: ModelResponse | ModelFailure) -> str:
+    if isinstance(reply, ModelFailure):
+        return f"model failed: {reply.error}"
+    calls = reply.message.tool_calls
+    if calls:
+        return "calls " + ", ".join(call.name for call in calls)
+    tokens = reply.usage.total_tokens
+    return f"answered ({tokens} tokens): {_excerpt(reply.message.content or '')}"
+
+
+def _excerpt(text: str, limit: int = 160) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 def _model_reply(data: dict[str, Any]) -> ModelResponse | ModelFailure:

@@ -56,6 +56,7 @@ class ModelCallParams(BaseModel):
     project_id: str
     model: str
     request: ModelRequest
+    node_id: str | None = None
 
 
 class ToolCallParams(BaseModel):

@@ -147,6 +147,7 @@ class CapsuleWorkflow:
                     ModelCallParams(
                         key=f"{prefix}/model/{action.step}",
                         project_id=params.project_id,
+                        node_id=params.node_id,
                         model=params.model,
                         request=action.request,
                     ),
