@@ -8,12 +8,14 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
 from soma.cli.main import app
-from tests.models.fake_openai_server import FakeOpenAI, completion, openai_call, serve
+from soma.models.synthetic import value_for
+from tests.models.fake_openai_server import FakeOpenAI, Reply, completion, serve
 
 API_KEY = "sk-cli-SECRET-abcdef123456"
 SPEC = "# Todo CLI\n\n## Requirements\n\nR1. `todo add TEXT` stores an item.\n" + "Detail. " * 40
@@ -48,37 +50,52 @@ def soma(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def schema_valid_answer(body: Any) -> Reply:
+    """A server-side model that answers every request with JSON valid for its schema."""
+    schema = body.get("response_format", {}).get("json_schema", {}).get("schema")
+    content = json.dumps(value_for(schema, "answer")) if schema else "ok"
+    return Reply(body=completion(content))
+
+
 @pytest.mark.slow
-def test_run_goal_leaves_a_spec_and_an_agent_commit(
+def test_run_plans_and_executes_a_dag_with_one_commit_per_node(
     soma_env: dict[str, str], fake_openai: FakeOpenAI
 ) -> None:
-    fake_openai.reply_json(
-        completion(None, [openai_call("c1", "fs.list", "{}")], finish_reason="tool_calls")
-    )
-    fake_openai.reply_json(completion(json.dumps({"title": "Todo CLI", "spec": SPEC})))
+    fake_openai.responder = schema_valid_answer
+    try:
+        proc = soma(
+            soma_env,
+            "run",
+            "Build a todo-list CLI in Python",
+            "--planner",
+            "template",
+            "--auto-approve",
+        )
+        assert proc.returncode == 0, proc.stderr + proc.stdout
+        assert "by the template planner" in proc.stdout
+        assert "succeeded" in proc.stdout
+        assert API_KEY not in proc.stdout + proc.stderr
+        (workspace,) = (Path(soma_env["SOMA_HOME"]) / "workspaces").iterdir()
+        authors = subprocess.run(
+            ["git", "-C", str(workspace), "log", "--format=%an"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split("\n")
+        agent_commits = [a for a in authors if "(" in a]
+        assert len(agent_commits) == 10
+        assert "product-manager (write-spec)" in agent_commits
+        assert (workspace / "docs/SPEC.md").is_file()
 
-    proc = soma(soma_env, "run", "Build a todo-list CLI in Python")
-
-    assert proc.returncode == 0, proc.stderr + proc.stdout
-    assert "succeeded" in proc.stdout
-    assert "fs.list" in proc.stdout
-    assert API_KEY not in proc.stdout + proc.stderr
-    workspaces = list((Path(soma_env["SOMA_HOME"]) / "workspaces").iterdir())
-    assert len(workspaces) == 1
-    assert workspaces[0].name.startswith("build-a-todo-list-cli-in-python-")
-    assert (workspaces[0] / "docs/SPEC.md").read_text().startswith("# Todo CLI")
-    log = subprocess.run(
-        ["git", "-C", str(workspaces[0]), "log", "-1", "--format=%an <%ae>|%s"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    assert (
-        log == "product-manager (write-spec) <product-manager@agents.soma.local>|write-spec: done"
-    )
-    sent = fake_openai.requests[0]
-    assert sent.headers["authorization"] == f"Bearer {API_KEY}"
-    assert sent.body["model"] == "fake-model"
+        listed = soma(soma_env, "status")
+        assert workspace.name in listed.stdout
+        detail = soma(soma_env, "status", workspace.name)
+        assert detail.stdout.count("succeeded") >= 10
+        logs = soma(soma_env, "logs", workspace.name)
+        assert "node_succeeded" in logs.stdout
+        assert "review_approved" in logs.stdout
+    finally:
+        soma(soma_env, "server", "stop")
 
 
 @pytest.mark.slow

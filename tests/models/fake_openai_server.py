@@ -11,7 +11,7 @@ import json
 import threading
 import traceback
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -48,6 +48,8 @@ class FakeOpenAI:
     errors: list[str] = field(default_factory=list)
     stopping: threading.Event = field(default_factory=threading.Event)
     base_url: str = ""
+    responder: Callable[[Any], Reply] | None = None
+    """Answers requests computed from their body once the queued replies run out."""
 
     def reply(self, reply: Reply) -> None:
         self.replies.append(reply)
@@ -123,7 +125,12 @@ class _Handler(BaseHTTPRequestHandler):
         fake.requests.append(
             Recorded("POST", self.path, {k.lower(): v for k, v in self.headers.items()}, _json(raw))
         )
-        reply = fake.replies.popleft() if fake.replies else _no_reply()
+        if fake.replies:
+            reply = fake.replies.popleft()
+        elif fake.responder is not None:
+            reply = fake.responder(fake.requests[-1].body)
+        else:
+            reply = _no_reply()
         if reply.delay_s and fake.stopping.wait(reply.delay_s):
             return
         # The client may have given up (e.g. it timed out): exactly what some tests provoke.

@@ -6,36 +6,29 @@ import asyncio
 import json
 import re
 import sys
-import uuid
-from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import Annotated, Any
 
 import typer
 import yaml
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from soma import __version__
 from soma.agents.capsule_runner import run_capsule
 from soma.agents.evals import run_eval
+from soma.cli import project_cmds
+from soma.cli.common import console, err_console, friendly_errors, load_library
+from soma.cli.orchestrate import new_project_id
 from soma.cli.progress import ProgressPrinter, summary_table
-from soma.errors import NotFound, SomaError, SpecError
+from soma.cli.project_cmds import review_app, server_app
+from soma.errors import NotFound, SpecError
 from soma.models.registry import resolve_model
 from soma.settings import Settings
-from soma.specs.library import Library
 from soma.specs.loader import load_spec, spec_json_schema
 from soma.tools import default_registry
 from soma.tools.sandbox import make_sandbox
 from soma.workspace import Workspace
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
-console = Console()
-err_console = Console(stderr=True)
 
 app = typer.Typer(
     name="soma",
@@ -49,22 +42,13 @@ agent_app = typer.Typer(help="Run a single agent on one capsule.", no_args_is_he
 app.add_typer(capsule_app, name="capsule")
 app.add_typer(persona_app, name="persona")
 app.add_typer(agent_app, name="agent")
-
-DEFAULT_GOAL_CAPSULE = "write-spec"
-
-
-def friendly_errors(fn: Callable[P, R]) -> Callable[P, R]:
-    """Show a SomaError as one clear message and exit 2, never as a traceback."""
-
-    @wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return fn(*args, **kwargs)
-        except SomaError as exc:
-            err_console.print(f"[red]error:[/] {escape(str(exc))}")
-            raise typer.Exit(2) from exc
-
-    return wrapper
+app.add_typer(review_app, name="review")
+app.add_typer(server_app, name="server")
+app.command()(project_cmds.run)
+app.command()(project_cmds.status)
+app.command()(project_cmds.logs)
+app.command()(project_cmds.cancel)
+app.command()(project_cmds.worker)
 
 
 def _version(value: bool) -> None:
@@ -80,11 +64,6 @@ def main(
     ] = False,
 ) -> None:
     """SomaAgentHub command line."""
-
-
-def _library(settings: Settings) -> Library:
-    extra = settings.home / "library"
-    return Library.builtin() if not extra.is_dir() else Library.from_dirs(extra, builtin=True)
 
 
 def _parse_inputs(pairs: list[str]) -> dict[str, Any]:
@@ -118,20 +97,15 @@ def _coerce(raw: str) -> Any:
     return raw
 
 
-def _project_id(goal: str) -> str:
-    slug = re.sub(r"[^a-z0-9]+", "-", goal.lower()).strip("-")[:40].strip("-") or "project"
-    return f"{slug}-{uuid.uuid4().hex[:6]}"
-
-
 def _run_one(
     capsule_ref: str, inputs: dict[str, Any], project: str | None, model_name: str | None
 ) -> None:
     settings = Settings()
-    library = _library(settings)
+    library = load_library(settings)
     capsule = library.capsule(capsule_ref)
     persona = library.persona(capsule.persona)
     model = resolve_model(model_name or settings.model, settings)
-    workspace = Workspace.open(settings.workspaces_dir, project or _project_id(capsule.name))
+    workspace = Workspace.open(settings.workspaces_dir, project or new_project_id(capsule.name))
     sandbox = make_sandbox(settings.sandbox)
     console.print(
         f"[bold]{capsule.ref}[/] as [bold]{persona.name}[/] on [bold]{model.name}[/] "
@@ -157,22 +131,6 @@ def _run_one(
         raise typer.Exit(1)
 
 
-@app.command()
-@friendly_errors
-def run(
-    goal: Annotated[str, typer.Argument(help="What the project should achieve.")],
-    capsule: Annotated[
-        str, typer.Option(help="Capsule to run for the goal (planning arrives with orchestration).")
-    ] = DEFAULT_GOAL_CAPSULE,
-    project: Annotated[str | None, typer.Option(help="Workspace/project id to reuse.")] = None,
-    model: Annotated[
-        str | None, typer.Option(help="Model: 'local' or 'openai:<name>'. Default: SOMA_MODEL.")
-    ] = None,
-) -> None:
-    """Turn a goal into work in a fresh project workspace, ending in a commit."""
-    _run_one(capsule, {"goal": goal}, project or _project_id(goal), model)
-
-
 @agent_app.command("run")
 @friendly_errors
 def agent_run(
@@ -195,7 +153,7 @@ def agent_run(
 def capsule_list() -> None:
     """List the capsules in the library."""
     table = Table("name", "version", "persona", "review", "description")
-    for item in _library(Settings()).capsules():
+    for item in load_library(Settings()).capsules():
         table.add_row(item.name, item.version, item.persona, item.review, item.description)
     console.print(table)
 
@@ -204,7 +162,7 @@ def capsule_list() -> None:
 @friendly_errors
 def capsule_show(name: Annotated[str, typer.Argument(help="Capsule name or name@range.")]) -> None:
     """Show a capsule as YAML."""
-    item = _library(Settings()).capsule(name)
+    item = load_library(Settings()).capsule(name)
     console.print(yaml.safe_dump(item.model_dump(by_alias=True), sort_keys=False), markup=False)
 
 
@@ -217,7 +175,7 @@ def capsule_eval(
 ) -> None:
     """Run a capsule's evals with a model and show which checks pass."""
     settings = Settings()
-    library = _library(settings)
+    library = load_library(settings)
     capsule = library.capsule(name)
     persona = library.persona(capsule.persona)
     cases = [c for c in capsule.evals if case is None or c.name == case]
@@ -284,7 +242,7 @@ def _expand(paths: list[Path]) -> list[Path]:
 def persona_list() -> None:
     """List the personas in the library."""
     table = Table("name", "version", "role", "tools")
-    for item in _library(Settings()).personas():
+    for item in load_library(Settings()).personas():
         table.add_row(item.name, item.version, item.role, ", ".join(item.tools))
     console.print(table)
 
@@ -293,7 +251,7 @@ def persona_list() -> None:
 @friendly_errors
 def persona_show(name: Annotated[str, typer.Argument(help="Persona name.")]) -> None:
     """Show a persona as YAML."""
-    item = _library(Settings()).persona(name)
+    item = load_library(Settings()).persona(name)
     console.print(yaml.safe_dump(item.model_dump(), sort_keys=False), markup=False)
 
 
