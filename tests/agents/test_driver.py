@@ -8,7 +8,7 @@ import pytest
 
 from soma.agents.driver import AgentEvent, drive
 from soma.agents.loop import STEP_BUDGET_NOTE, AgentLoop, AgentTask, ToolOutcome
-from soma.errors import ModelError
+from soma.errors import ModelError, ModelOutputError
 from soma.models.scripted import ScriptedModel, final, tool_call, tool_calls
 from soma.models.types import ModelResponse, ToolCall, ToolSpec, Usage
 
@@ -209,3 +209,22 @@ async def test_varied_calls_are_not_treated_as_a_loop(tools: EchoTools) -> None:
     result = await drive(AgentLoop(make_task(max_steps=10, max_repeated_calls=3)), model, tools)
     assert result.ok
     assert all(r.tools == [ECHO] for r in model.requests[:5])
+
+
+async def test_unusable_reply_is_sent_back_and_tools_withdrawn(tools: EchoTools) -> None:
+    model = ScriptedModel(
+        [ModelOutputError("tool arguments break the schema"), final({"answer": "recovered"})]
+    )
+    result = await drive(AgentLoop(make_task()), model, tools)
+
+    assert result.ok
+    retry = model.requests[1]
+    assert retry.tools == []
+    assert "tool arguments break the schema" in (retry.messages[-1].content or "")
+
+
+async def test_unusable_replies_are_bounded(tools: EchoTools) -> None:
+    model = ScriptedModel([ModelOutputError("bad")] * 3)
+    result = await drive(AgentLoop(make_task(max_invalid_outputs=2)), model, tools)
+    assert not result.ok
+    assert result.failure_kind == "invalid_output"

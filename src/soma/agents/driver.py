@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from soma.agents.loop import AgentLoop, AgentState, CallModel, CallTools, Fail, Finish, ToolOutcome
-from soma.errors import ModelError
+from soma.errors import ModelError, ModelOutputError
 from soma.models.protocol import Model
 from soma.models.types import ModelResponse, ToolCall, Usage
 
@@ -91,6 +91,9 @@ async def _call_model(
 ) -> AgentState:
     try:
         response: ModelResponse = await model.complete(action.request)
+    except ModelOutputError as exc:
+        emit(AgentEvent(kind="invalid_output", step=action.step, detail=_excerpt(str(exc))))
+        return loop.on_invalid_reply(state, str(exc))
     except ModelError as exc:
         return loop.on_model_error(state, f"model {model.name} failed: {exc}")
     invalid_before = state.invalid_outputs

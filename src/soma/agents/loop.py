@@ -91,6 +91,7 @@ class AgentState(BaseModel):
     invalid_outputs: int = 0
     usage: Usage = Field(default_factory=Usage)
     pending_tool_calls: list[ToolCall] = Field(default_factory=list)
+    force_answer: bool = False
     last_call_signature: str | None = None
     repeated_calls: int = 0
     output: Any = None
@@ -156,11 +157,11 @@ class AgentLoop:
         if state.pending_tool_calls:
             return CallTools(step=state.steps, calls=list(state.pending_tool_calls))
         last_step = state.steps + 1 >= self.task.max_steps
-        stuck = state.repeated_calls >= self.task.max_repeated_calls
+        stuck = state.repeated_calls >= self.task.max_repeated_calls or state.force_answer
         messages = state.messages
         if last_step and self.task.tools:
             messages = [*messages, Message.user(STEP_BUDGET_NOTE)]
-        elif stuck:
+        elif stuck and not state.force_answer:
             note = REPEAT_NOTE.format(count=state.repeated_calls)
             messages = [*messages, Message.user(note)]
         request = ModelRequest(
@@ -174,6 +175,7 @@ class AgentLoop:
 
     def on_model_response(self, state: AgentState, response: ModelResponse) -> AgentState:
         state.steps += 1
+        state.force_answer = False
         state.usage = state.usage + response.usage
         message = response.message
         state.messages.append(message)
@@ -214,6 +216,25 @@ class AgentLoop:
 
     def on_model_error(self, state: AgentState, error: str) -> AgentState:
         return self._fail(state, "model", error)
+
+    def on_invalid_reply(self, state: AgentState, problem: str) -> AgentState:
+        """The model answered, but not in a usable shape (e.g. tool arguments that break the
+        tool's schema). Small models do this; like an invalid final answer, it is sent back
+        (bounded by ``max_invalid_outputs``) and the next turn asks for the answer without tools.
+        """
+        state.steps += 1
+        state.invalid_outputs += 1
+        if state.invalid_outputs > self.task.max_invalid_outputs:
+            return self._fail(
+                state, "invalid_output", f"replies still invalid after retries: {problem}"
+            )
+        if state.steps >= self.task.max_steps:
+            return self._fail(state, "max_steps", f"reply invalid ({problem}) and no steps left")
+        state.force_answer = True
+        state.messages.append(
+            Message.user(f"Your last reply was rejected: {problem}. Give your final answer now.")
+        )
+        return state
 
     def _accept_final(self, state: AgentState, text: str) -> AgentState:
         if self.task.output_schema is None:

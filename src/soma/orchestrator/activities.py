@@ -19,7 +19,7 @@ from temporalio.exceptions import ApplicationError
 
 from soma.agents.capsule_runner import build_task, execute_tool_call, finish_run
 from soma.agents.loop import AgentTask, ToolOutcome
-from soma.errors import ModelError, ModelHTTPError, ModelTimeout, SomaError
+from soma.errors import ModelError, ModelHTTPError, ModelOutputError, ModelTimeout, SomaError
 from soma.models.protocol import Model
 from soma.models.types import Message, ModelRequest, ModelResponse, OutputSchema
 from soma.orchestrator.types import (
@@ -131,6 +131,8 @@ class SomaActivities:
                 return ModelFailure(error=str(exc))
             except ModelTimeout:
                 raise
+            except ModelOutputError as exc:
+                return ModelFailure(error=str(exc), invalid_reply=True)
             except ModelError as exc:
                 return ModelFailure(error=str(exc))
 

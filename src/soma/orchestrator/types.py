@@ -166,3 +166,5 @@ class ModelFailure(BaseModel):
     """Why a model activity gave up, returned as data so the loop can record it and stop."""
 
     error: str
+    invalid_reply: bool = False
+    """True when the model answered in an unusable shape: the agent is asked again."""

@@ -155,7 +155,9 @@ class CapsuleWorkflow:
                     start_to_close_timeout=timedelta(seconds=timeouts.model_s),
                     retry_policy=MODEL_RETRY,
                 )
-                if isinstance(reply, ModelFailure):
+                if isinstance(reply, ModelFailure) and reply.invalid_reply:
+                    state = loop.on_invalid_reply(state, reply.error)
+                elif isinstance(reply, ModelFailure):
                     state = loop.on_model_error(state, reply.error)
                 else:
                     state = loop.on_model_response(state, reply)
@@ -429,6 +431,7 @@ class ProjectWorkflow:
             "status": status,
             "last_event": message,
             "attempts": node.attempts,
+            "capsule": node.capsule,
         }
         now = workflow.now()
         if started:
