@@ -120,15 +120,15 @@ async def overhead(env: Env) -> list[object]:
     # prepare_capsule is the one activity that records nothing (it only reads)
     activities = sum(recorded.values()) + nodes
     return [
-        f"{nodes} nodes ({LAYERS} layers x {WIDTH}), 2 model + 1 tool call/node, 0 ms model",
+        f"{nodes} nodes, {LAYERS}x{WIDTH} DAG",
         round(elapsed, 2),
         round(1e3 * elapsed / nodes, 1),
         activities,
         round(1e3 * elapsed / activities, 2),
         steps,
         round(1e3 * elapsed / steps, 2),
-        "≤ 5 ms/step",
-        "LangGraph+SQLite ≈ 1.2, CrewAI ≈ 6 ms/step",
+        "≤ 5",
+        "LangGraph 1.2, CrewAI 6",
     ]
 
 
@@ -140,12 +140,12 @@ async def concurrency(env: Env) -> list[object]:
     )
     assert all(n.status == "succeeded" for n in state.nodes.values())
     return [
-        f"{WIDE_NODES} capsule runs at once, 3 model (100 ms) + 2 tool calls each",
+        f"{WIDE_NODES} runs at once",
         round(ideal, 2),
         round(elapsed, 2),
         f"{100 * ideal / elapsed:.1f} %",
         "< 1.3 s",
-        "LangGraph+SQLite 1.3 s (23 %), CrewAI 8.7 s (3.5 %)",
+        "LangGraph 1.3 s (23 %), CrewAI 8.7 s (3.5 %)",
     ]
 
 
@@ -176,7 +176,8 @@ def main() -> None:
         with embedded_server(home) as (settings, address):
             first, second = asyncio.run(measure(home, address, settings, args.max_activities))
     print_table(
-        "Durable orchestration overhead (embedded Temporal, in-process worker, SQLite store)",
+        "Orchestration overhead: embedded Temporal, 2 model calls (0 ms) + 1 no-op tool call "
+        "per node; a step is one model call",
         [
             "workload",
             "wall s",
@@ -185,13 +186,14 @@ def main() -> None:
             "ms/activity",
             "steps",
             "ms/step",
-            "target",
-            "peers",
+            "target ms/step",
+            "peers ms/step",
         ],
         [first],
     )
     print_table(
-        "Durable orchestration concurrency (embedded Temporal, 100 ms simulated model)",
+        "Orchestration concurrency: embedded Temporal, 3 model calls (100 ms) + 2 no-op tool "
+        "calls per run",
         ["workload", "ideal s", "wall s", "% of ideal", "target", "peers"],
         [second],
     )
