@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
-from temporalio.client import WorkflowFailureError
+import yaml
+from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import CancelledError
 
 from soma.models.synthetic import SyntheticModel
@@ -20,9 +22,12 @@ from soma.orchestrator.projects import (
     start_project,
 )
 from soma.orchestrator.types import ProjectParams, ProjectState, ReviewDecision
+from soma.orchestrator.worker import build_worker
 from soma.planner import template_plan
+from soma.settings import Settings
 from soma.specs.library import Library
 from soma.specs.models import Plan, PlanNode
+from soma.store import Store
 from soma.workspace import Workspace
 
 from .conftest import Harness
@@ -229,3 +234,34 @@ async def test_cancel_while_waiting_for_review(harness: Harness) -> None:
     description = await project_handle(harness.client, params.project_id).describe()
     assert description.status is not None
     assert description.status.name == "CANCELED"
+
+
+async def test_capsule_wall_time_budget_stops_the_node(
+    harness_settings: Settings, temporal_client: Client, store: Store, tmp_path: Path
+) -> None:
+    capsule_dir = tmp_path / "library" / "capsules" / "slow-spec"
+    capsule_dir.mkdir(parents=True)
+    source = Library.builtin().capsule("write-spec").model_dump(by_alias=True, mode="json")
+    source.update(name="slow-spec", budget={"max_steps": 8, "max_wall_s": 0.2})
+    (capsule_dir / "capsule.yaml").write_text(yaml.safe_dump(source))
+    library = Library.from_dirs(tmp_path / "library", builtin=True)
+    worker = build_worker(
+        temporal_client,
+        harness_settings,
+        store=store,
+        library=library,
+        models=lambda _: SyntheticModel(latency_s=0.3),
+    )
+    plan = Plan(goal=GOAL, nodes=[PlanNode(id="slow", capsule="slow-spec", inputs={"goal": GOAL})])
+    project_id = f"p-{uuid.uuid4().hex[:8]}"
+    store.create_project(project_id=project_id, goal=GOAL)
+    async with worker:
+        handle = await start_project(
+            temporal_client,
+            harness_settings,
+            ProjectParams(project_id=project_id, goal=GOAL, plan=plan, model="m"),
+        )
+        state = await asyncio.wait_for(handle.result(), timeout=60)
+
+    assert state.status == "failed"
+    assert "wall-time budget exceeded" in (state.nodes["slow"].error or "")

@@ -217,6 +217,10 @@ class AgentLoop:
     def on_model_error(self, state: AgentState, error: str) -> AgentState:
         return self._fail(state, "model", error)
 
+    def on_budget_exceeded(self, state: AgentState, reason: str) -> AgentState:
+        """A budget the driver measures (wall time) ran out: stop with the reason."""
+        return self._fail(state, "budget", reason)
+
     def on_invalid_reply(self, state: AgentState, problem: str) -> AgentState:
         """The model answered, but not in a usable shape (e.g. tool arguments that break the
         tool's schema). Small models do this; like an invalid final answer, it is sent back

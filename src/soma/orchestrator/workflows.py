@@ -139,7 +139,14 @@ class CapsuleWorkflow:
         loop = AgentLoop(prepared.task)
         state = loop.start()
         timeouts = params.timeouts
+        started = workflow.now()
         while True:
+            spent = (workflow.now() - started).total_seconds()
+            if spent > prepared.max_wall_s and state.failure is None and state.final_text is None:
+                state = loop.on_budget_exceeded(
+                    state,
+                    f"wall-time budget exceeded: {spent:.0f} s of {prepared.max_wall_s:.0f} s",
+                )
             action = loop.next_action(state)
             if isinstance(action, CallModel):
                 reply = await workflow.execute_activity(
