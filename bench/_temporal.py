@@ -110,4 +110,4 @@ def recorded_results(store: Store, project_id: str) -> dict[str, int]:
         .group_by(ActivityResult.kind)
     )
     with store._read() as session:
-        return {kind: count for kind, count in session.execute(query)}
+        return dict(session.execute(query).tuples().all())

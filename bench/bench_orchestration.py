@@ -27,6 +27,7 @@ from _table import print_table
 from _temporal import Env, embedded_server, recorded_results, run_project, worker_env
 from soma.models.protocol import Model
 from soma.models.synthetic import SyntheticModel, tool_named
+from soma.settings import Settings
 from soma.specs.library import Library
 from soma.specs.models import Plan, PlanNode
 from soma.tools import ToolArgs, ToolContext, ToolRegistry, ToolResult, tool
@@ -113,12 +114,13 @@ def models() -> dict[str, Model]:
 async def overhead(env: Env) -> list[object]:
     await run_project(env, layered_plan(1, 2), model=FAST, concurrency=WIDTH)  # warm-up
     plan = layered_plan(LAYERS, WIDTH)
-    params, state, elapsed = await run_project(env, plan, model=FAST, concurrency=WIDTH)
+    params, _, elapsed = await run_project(env, plan, model=FAST, concurrency=WIDTH)
     nodes = len(plan.nodes)
     steps = sum(n.steps for n in env.store.list_nodes(params.project_id))
     recorded = recorded_results(env.store, params.project_id)
-    # prepare_capsule is the one activity that records nothing (it only reads)
-    activities = sum(recorded.values()) + nodes
+    # Every activity but prepare_capsule (a pure read) records its result under its key;
+    # "event" rows are progress events written by model and tool activities, not activities.
+    activities = sum(n for kind, n in recorded.items() if kind != "event") + nodes
     return [
         f"{nodes} nodes, {LAYERS}x{WIDTH} DAG",
         round(elapsed, 2),
@@ -149,12 +151,14 @@ async def concurrency(env: Env) -> list[object]:
     ]
 
 
-async def measure(home: Path, address: str, settings: object, max_activities: int) -> tuple:
+async def measure(
+    home: Path, address: str, settings: Settings, max_activities: int
+) -> tuple[list[object], list[object]]:
     registry = ToolRegistry([noop])
     library = write_library(home / "library")
     table = models()
     async with worker_env(
-        settings,  # type: ignore[arg-type]
+        settings,
         address,
         library=library,
         registry=registry,

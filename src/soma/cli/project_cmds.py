@@ -175,14 +175,17 @@ def _decide(project: str, node: str, approved: bool, comment: str) -> None:
     settings = Settings()
     store = Store.open(settings.store_url)
     pending = store.list_reviews(status="pending", project_id=project)
-    if not any(review.node_id == node for review in pending):
+    gate = next((review for review in pending if review.node_id == node), None)
+    if gate is None:
         raise NotFound(
             f"no pending review for node {node!r} of project {project!r}",
             hint="soma review list shows the pending ones",
         )
 
     async def go() -> None:
-        decision = ReviewDecision(approved=approved, comment=comment, reviewer="cli")
+        decision = ReviewDecision(
+            approved=approved, comment=comment, reviewer="cli", round=gate.attempt
+        )
         await send_review(await connect(settings), project, node, decision)
 
     asyncio.run(go())

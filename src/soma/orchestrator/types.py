@@ -90,6 +90,15 @@ class ReviewDecision(BaseModel):
     approved: bool
     comment: str = ""
     reviewer: str = "human"
+    round: int | None = None
+    """The review round decided (0-based, as in the store); None decides the current one."""
+
+
+class NodeUpdate(BaseModel):
+    node_id: str
+    status: str
+    message: str
+    review_round: int | None = None
 
 
 class AutoReviewParams(BaseModel):

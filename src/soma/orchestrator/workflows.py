@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
         ModelFailure,
         NodeResult,
         NodeState,
+        NodeUpdate,
         PreparedCapsule,
         PrepareParams,
         ProjectParams,
@@ -223,7 +224,6 @@ class CapsuleWorkflow:
         self._phase = "waiting_review"
         self._decision = None
         waiting = f"waiting for a human review (round {round_no + 1})"
-        await _tell_parent(params.node_id, "waiting_review", waiting)
         await _record(
             RecordParams(
                 key=f"{prefix}/review-open",
@@ -236,12 +236,26 @@ class CapsuleWorkflow:
                 review_round=round_no,
             )
         )
+        await _tell_parent(
+            NodeUpdate(
+                node_id=params.node_id,
+                status="waiting_review",
+                message=waiting,
+                review_round=round_no,
+            )
+        )
         await workflow.wait_condition(lambda: self._decision is not None)
         decision = self._decision
         assert decision is not None
         self._phase = "working"
         verdict = "approved" if decision.approved else "rejected"
-        await _tell_parent(params.node_id, "running", f"review {verdict}: {decision.comment}")
+        await _tell_parent(
+            NodeUpdate(
+                node_id=params.node_id,
+                status="running",
+                message=f"review {verdict}: {decision.comment}",
+            )
+        )
         await _record(
             RecordParams(
                 key=f"{prefix}/review-decided",
@@ -265,6 +279,7 @@ class ProjectWorkflow:
     def __init__(self) -> None:
         self._state: ProjectState | None = None
         self._children: dict[str, workflow.ChildWorkflowHandle[Any, Any]] = {}
+        self._waiting: dict[str, int | None] = {}
 
     @workflow.query
     def state(self) -> ProjectState:
@@ -273,26 +288,41 @@ class ProjectWorkflow:
 
     @workflow.signal
     async def review(self, node_id: str, decision: ReviewDecision) -> None:
-        """Forward a review decision to the node's capsule workflow, if it is waiting for one.
+        """Forward a review decision to the node's capsule workflow once it waits for one.
 
-        A decision for a node that is not waiting (a duplicate click, a stale console) is
-        dropped with a warning rather than failing the project.
+        A decision can arrive before the node has told this workflow it is waiting (the store
+        shows the gate first), so it waits for that; a decision for a round already decided or
+        for a node that has finished (a duplicate click, a stale console) is dropped.
         """
-        state = self._state.nodes.get(node_id) if self._state else None
-        child = self._children.get(node_id)
-        if state is None or child is None or state.status != "waiting_review":
-            workflow.logger.warning("review for %s ignored: it is not waiting for one", node_id)
+        if self._state is None or node_id not in self._state.nodes:
+            workflow.logger.warning("review for unknown node %s ignored", node_id)
             return
-        state.status = "running"
+        node = self._state.nodes[node_id]
+
+        def settled() -> bool:
+            waiting = self._waiting.get(node_id)
+            if node.status in _FINAL:
+                return True
+            return waiting is not None and (decision.round is None or waiting >= decision.round)
+
+        await workflow.wait_condition(settled)
+        waiting = self._waiting.get(node_id)
+        child = self._children.get(node_id)
+        if child is None or waiting is None or decision.round not in (None, waiting):
+            workflow.logger.warning("review for %s ignored: it is not waiting for it", node_id)
+            return
+        self._waiting[node_id] = None
+        node.status = "running"
         await child.signal(CapsuleWorkflow.review, decision)
 
     @workflow.signal
-    def node_update(self, node_id: str, status: str, message: str) -> None:
+    def node_update(self, update: NodeUpdate) -> None:
         """Capsule workflows report phase changes (waiting for review) for the live state."""
-        if self._state is not None and node_id in self._state.nodes:
-            node = self._state.nodes[node_id]
-            node.status = status  # type: ignore[assignment]
-            node.last_event = message
+        if self._state is not None and update.node_id in self._state.nodes:
+            node = self._state.nodes[update.node_id]
+            node.status = update.status  # type: ignore[assignment]
+            node.last_event = update.message
+            self._waiting[update.node_id] = update.review_round
 
     @workflow.run
     async def run(self, params: ProjectParams) -> ProjectState:
@@ -432,8 +462,6 @@ class ProjectWorkflow:
     ) -> None:
         assert self._state is not None
         node = self._state.nodes[node_id]
-        node.status = status  # type: ignore[assignment]
-        node.last_event = message
         fields: dict[str, Any] = {
             "status": status,
             "last_event": message,
@@ -457,6 +485,9 @@ class ProjectWorkflow:
                 node=fields,
             )
         )
+        # Only now, so no dependent can start before this node's record is in the store.
+        node.status = status  # type: ignore[assignment]
+        node.last_event = message
 
     async def _record(
         self, params: ProjectParams, kind: str, message: str, project: dict[str, Any]
@@ -492,18 +523,19 @@ class ProjectWorkflow:
 
 
 _DEAD = ("failed", "skipped", "cancelled")
+_FINAL = ("succeeded", *_DEAD)
 
 
 async def _record(params: RecordParams) -> None:
     await workflow.execute_activity("record", params, start_to_close_timeout=timedelta(seconds=30))
 
 
-async def _tell_parent(node_id: str, status: str, message: str) -> None:
+async def _tell_parent(update: NodeUpdate) -> None:
     parent = workflow.info().parent
     if parent is None:
         return
     handle = workflow.get_external_workflow_handle(parent.workflow_id, run_id=parent.run_id)
-    await handle.signal("node_update", args=[node_id, status, message])
+    await handle.signal("node_update", update)
 
 
 def _cause(exc: BaseException) -> str:
