@@ -122,7 +122,7 @@ async def overhead(env: Env) -> list[object]:
     # "event" rows are progress events written by model and tool activities, not activities.
     activities = sum(n for kind, n in recorded.items() if kind != "event") + nodes
     return [
-        f"{nodes} nodes, {LAYERS}x{WIDTH} DAG",
+        f"{LAYERS}x{WIDTH} DAG",
         round(elapsed, 2),
         round(1e3 * elapsed / nodes, 1),
         activities,
@@ -130,7 +130,7 @@ async def overhead(env: Env) -> list[object]:
         steps,
         round(1e3 * elapsed / steps, 2),
         "≤ 5",
-        "LangGraph 1.2, CrewAI 6",
+        "1.2 / 6",
     ]
 
 
@@ -181,17 +181,17 @@ def main() -> None:
             first, second = asyncio.run(measure(home, address, settings, args.max_activities))
     print_table(
         "Orchestration overhead: embedded Temporal, 2 model calls (0 ms) + 1 no-op tool call "
-        "per node; a step is one model call",
+        "per node; a step is one model call; peers ms/step: LangGraph+SQLite / CrewAI",
         [
             "workload",
             "wall s",
             "ms/node",
-            "activities",
-            "ms/activity",
+            "acts",
+            "ms/act",
             "steps",
             "ms/step",
-            "target ms/step",
-            "peers ms/step",
+            "target",
+            "peers",
         ],
         [first],
     )

@@ -139,7 +139,7 @@ class HoldingStore(Store):
         node, step = HOLD_MODEL
         if kind == "tool" and result.get("output") == f"did {HOLD_RECORDED}":
             marker = f"recorded {HOLD_RECORDED}"
-        elif kind == "model" and key.endswith(f"/{node}/r0/model/{step}"):
+        elif kind == "model" and key.endswith(f"/{node}/a1/r0/model/{step}"):
             marker = f"recorded model {node}:{step}"
         else:
             return

@@ -12,8 +12,10 @@ import yaml
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import CancelledError
 
+from soma.errors import ModelError
+from soma.models.function import FunctionModel
 from soma.models.synthetic import SyntheticModel
-from soma.models.types import ModelRequest
+from soma.models.types import ModelRequest, ModelResponse
 from soma.orchestrator.projects import (
     cancel_project,
     project_handle,
@@ -267,3 +269,71 @@ async def test_capsule_wall_time_budget_stops_the_node(
 
     assert state.status == "failed"
     assert "wall-time budget exceeded" in (state.nodes["slow"].error or "")
+
+
+def failing_first(capsules: set[str], failures: int) -> FunctionModel:
+    """Fails the first ``failures`` calls of agents working on ``capsules``, then behaves."""
+    synthetic = SyntheticModel()
+    seen: dict[str, int] = {}
+
+    async def reply(request: ModelRequest) -> ModelResponse:
+        system = request.messages[0].content or ""
+        for name in capsules:
+            if f"task '{name}'" in system:
+                seen[name] = seen.get(name, 0) + 1
+                if seen[name] <= failures:
+                    raise ModelError(f"{name} provider refused")
+        return await synthetic.complete(request)
+
+    return FunctionModel(reply)
+
+
+async def test_retry_policy_runs_a_failed_node_again(harness: Harness) -> None:
+    harness.models["m"] = failing_first({"write-spec"}, failures=1)
+    plan = Plan(
+        goal=GOAL,
+        nodes=[
+            PlanNode(
+                id="spec",
+                capsule="write-spec",
+                inputs={"goal": GOAL},
+                on_failure="retry",
+                retries=2,
+            ),
+            PlanNode(
+                id="design",
+                capsule="design-architecture",
+                inputs={"spec": "${spec.outputs.spec}"},
+                depends_on=["spec"],
+            ),
+        ],
+    )
+    state = await run_to_end(harness, new_project(harness, plan))
+
+    assert state.status == "succeeded", state.error
+    assert state.nodes["spec"].attempts == 2
+    assert state.nodes["design"].status == "succeeded"
+
+
+async def test_continue_policy_lets_independent_branches_finish(harness: Harness) -> None:
+    harness.models["m"] = failing_first({"write-spec"}, failures=5)
+    plan = Plan(
+        goal=GOAL,
+        nodes=[
+            PlanNode(id="spec", capsule="write-spec", inputs={"goal": GOAL}, on_failure="continue"),
+            PlanNode(
+                id="design",
+                capsule="design-architecture",
+                inputs={"spec": "${spec.outputs.spec}"},
+                depends_on=["spec"],
+            ),
+            PlanNode(id="docs", capsule="write-docs", inputs={"spec": SPEC_INPUT}),
+        ],
+    )
+    state = await run_to_end(harness, new_project(harness, plan, concurrency=1))
+
+    assert state.status == "failed"
+    assert state.nodes["spec"].status == "failed"
+    assert "provider refused" in (state.nodes["spec"].error or "")
+    assert state.nodes["design"].status == "skipped"
+    assert state.nodes["docs"].status == "succeeded"

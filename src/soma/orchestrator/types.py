@@ -33,6 +33,7 @@ class CapsuleParams(BaseModel):
     capsule: str
     inputs: dict[str, Any]
     model: str
+    attempt: int = 1
     max_review_rounds: int = 2
     timeouts: Timeouts = Field(default_factory=Timeouts)
 

@@ -79,12 +79,10 @@ class CapsuleWorkflow:
         steps = 0
         feedback: str | None = None
         for round_no in range(params.max_review_rounds + 1):
-            prefix = f"{params.project_id}/{params.node_id}/r{round_no}"
+            prefix = f"{params.project_id}/{params.node_id}/a{params.attempt}/r{round_no}"
             prepared: PreparedCapsule = await workflow.execute_activity(
                 "prepare_capsule",
-                PrepareParams(
-                    params=params, run_id=f"{params.node_id}.r{round_no}", feedback=feedback
-                ),
+                PrepareParams(params=params, run_id=_run_id(params, round_no), feedback=feedback),
                 result_type=PreparedCapsule,
                 start_to_close_timeout=QUICK,
             )
@@ -383,11 +381,19 @@ class ProjectWorkflow:
                     result = task.result()
                     if result.ok:
                         outputs[node_id] = result.output
-                    elif self._state.nodes[node_id].attempts <= params.node_retries:
+                    elif self._retry(params, nodes[node_id]):
+                        self._state.nodes[node_id].status = "pending"
                         waiting.append(node_id)
                     else:
-                        stop = True
+                        stop = stop or nodes[node_id].on_failure != "continue"
                         self._state.error = self._state.error or f"{node_id}: {result.error}"
+
+    def _retry(self, params: ProjectParams, node: PlanNode) -> bool:
+        """Whether a failed node runs again: its own policy, or the project-wide retries."""
+        assert self._state is not None
+        attempts = self._state.nodes[node.id].attempts
+        allowed = node.retries if node.on_failure == "retry" else params.node_retries
+        return attempts <= allowed
 
     async def _run_node(
         self, params: ProjectParams, node: PlanNode, inputs: dict[str, Any]
@@ -404,6 +410,7 @@ class ProjectWorkflow:
                 capsule=node.capsule,
                 inputs=inputs,
                 model=params.model,
+                attempt=state.attempts,
                 max_review_rounds=params.max_review_rounds,
                 timeouts=params.timeouts,
             ),
@@ -536,6 +543,14 @@ async def _tell_parent(update: NodeUpdate) -> None:
         return
     handle = workflow.get_external_workflow_handle(parent.workflow_id, run_id=parent.run_id)
     await handle.signal("node_update", update)
+
+
+def _run_id(params: CapsuleParams, round_no: int) -> str:
+    """The agent run's id (commit trailer): node, and attempt/round when not the first."""
+    run_id = params.node_id
+    if params.attempt > 1:
+        run_id += f".a{params.attempt}"
+    return f"{run_id}.r{round_no}"
 
 
 def _cause(exc: BaseException) -> str:

@@ -210,6 +210,12 @@ class PlanNode(Spec):
         description="Literal values, or '${node_id.outputs.field}' to wire another node's output.",
     )
     depends_on: list[str] = Field(default_factory=list)
+    on_failure: Literal["stop", "retry", "continue"] = Field(
+        default="stop",
+        description="stop: start no new nodes; retry: run the node again (up to retries); "
+        "continue: skip its dependents but let independent branches finish.",
+    )
+    retries: int = Field(default=1, ge=0, le=10, description="Re-runs when on_failure=retry.")
 
 
 class Plan(Spec):
