@@ -2,7 +2,14 @@
 
 Workflow code is deterministic: it holds the agent loop (``soma.agents.loop`` is pure) and the
 DAG scheduling, and every side effect is an activity with an idempotency key derived from the
-project, node, review round and step, so a replay on another worker asks for the same keys.
+project, node, attempt, review round and step, so a replay on another worker asks for the same
+keys.
+
+Short effects (model calls, store records, prepare and commit) are *local* activities: they run
+in the worker that runs the workflow, without a round trip through the server per call, which is
+most of the engine's overhead. A crash re-runs a local activity whose result was not yet in the
+history, and the store lookup by key turns that into a replay of the recorded result. Tool calls
+stay regular activities: they can run long, heartbeat, and move to another worker when one dies.
 """
 
 from __future__ import annotations
@@ -80,7 +87,7 @@ class CapsuleWorkflow:
         feedback: str | None = None
         for round_no in range(params.max_review_rounds + 1):
             prefix = f"{params.project_id}/{params.node_id}/a{params.attempt}/r{round_no}"
-            prepared: PreparedCapsule = await workflow.execute_activity(
+            prepared: PreparedCapsule = await workflow.execute_local_activity(
                 "prepare_capsule",
                 PrepareParams(params=params, run_id=_run_id(params, round_no), feedback=feedback),
                 result_type=PreparedCapsule,
@@ -91,7 +98,7 @@ class CapsuleWorkflow:
             usage = usage + state.usage
             steps += state.steps
             ok = state.failure is None
-            finish: FinishResult = await workflow.execute_activity(
+            finish: FinishResult = await workflow.execute_local_activity(
                 "finish_capsule",
                 FinishParams(
                     key=f"{prefix}/finish",
@@ -148,7 +155,7 @@ class CapsuleWorkflow:
                 )
             action = loop.next_action(state)
             if isinstance(action, CallModel):
-                reply = await workflow.execute_activity(
+                reply = await workflow.execute_local_activity(
                     "call_model",
                     ModelCallParams(
                         key=f"{prefix}/model/{action.step}",
@@ -204,7 +211,7 @@ class CapsuleWorkflow:
         round_no: int,
     ) -> ReviewDecision:
         if prepared.review == "auto":
-            verdict: ReviewDecision = await workflow.execute_activity(
+            verdict: ReviewDecision = await workflow.execute_local_activity(
                 "auto_review",
                 AutoReviewParams(
                     key=f"{prefix}/review",
@@ -534,7 +541,9 @@ _FINAL = ("succeeded", *_DEAD)
 
 
 async def _record(params: RecordParams) -> None:
-    await workflow.execute_activity("record", params, start_to_close_timeout=timedelta(seconds=30))
+    await workflow.execute_local_activity(
+        "record", params, start_to_close_timeout=timedelta(seconds=30)
+    )
 
 
 async def _tell_parent(update: NodeUpdate) -> None:
