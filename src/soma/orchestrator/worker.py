@@ -37,7 +37,7 @@ def build_worker(
     library: Library | None = None,
     registry: ToolRegistry | None = None,
     models: ModelFactory | None = None,
-    max_concurrent_activities: int = 100,
+    max_concurrent_activities: int = 200,
 ) -> Worker:
     activities = SomaActivities(
         settings,
@@ -57,4 +57,6 @@ def build_worker(
         activities=activities.all(),
         workflow_runner=runner,
         max_concurrent_activities=max_concurrent_activities,
+        max_concurrent_local_activities=max_concurrent_activities,
+        max_concurrent_workflow_tasks=max_concurrent_activities,
     )
