@@ -64,7 +64,7 @@ async def drive(
                 emit(_tool_event(action.step, outcome))
             state = loop.on_tool_results(state, outcomes)
         elif isinstance(action, Finish):
-            emit(AgentEvent(kind="finished", step=state.steps, detail=_excerpt(action.text)))
+            emit(AgentEvent(kind="finished", step=state.steps, detail=excerpt(action.text)))
             return AgentResult(
                 ok=True,
                 output=action.output,
@@ -92,7 +92,7 @@ async def _call_model(
     try:
         response: ModelResponse = await model.complete(action.request)
     except ModelOutputError as exc:
-        emit(AgentEvent(kind="invalid_output", step=action.step, detail=_excerpt(str(exc))))
+        emit(AgentEvent(kind="invalid_output", step=action.step, detail=excerpt(str(exc))))
         return loop.on_invalid_reply(state, str(exc))
     except ModelError as exc:
         return loop.on_model_error(state, f"model {model.name} failed: {exc}")
@@ -102,7 +102,7 @@ async def _call_model(
     if message.tool_calls:
         detail = ", ".join(call.name for call in message.tool_calls)
     else:
-        detail = _excerpt(message.content or "")
+        detail = excerpt(message.content or "")
     emit(
         AgentEvent(
             kind="model",
@@ -129,12 +129,13 @@ def _tool_event(step: int, outcome: ToolOutcome) -> AgentEvent:
     return AgentEvent(
         kind="tool",
         step=step,
-        detail=f"{outcome.name} → {status}: {_excerpt(outcome.output)}",
+        detail=f"{outcome.name} → {status}: {excerpt(outcome.output)}",
         data={"tool": outcome.name, "ok": outcome.ok},
     )
 
 
-def _excerpt(text: str, limit: int = 120) -> str:
+def excerpt(text: str, limit: int = 120) -> str:
+    """One line of at most ``limit`` characters, for progress output and event logs."""
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 

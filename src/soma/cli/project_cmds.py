@@ -66,6 +66,7 @@ def run(
     )
     style = STATUS_STYLE.get(state.status, "")
     usage = state.usage
+    console.print()
     console.print(
         f"[{style}]{state.status}[/] — {usage.input_tokens} tokens in, "
         f"{usage.output_tokens} out; details: soma status {state.project_id}"

@@ -18,6 +18,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from soma.agents.capsule_runner import build_task, execute_tool_call, finish_run
+from soma.agents.driver import excerpt
 from soma.agents.loop import AgentTask, ToolOutcome
 from soma.errors import ModelError, ModelHTTPError, ModelOutputError, ModelTimeout, SomaError
 from soma.models.protocol import Model
@@ -168,7 +169,7 @@ class SomaActivities:
             params.key, "tool", params.project_id, call, ToolOutcome.model_validate
         )
         status = "ok" if outcome.ok else "error"
-        detail = f"{outcome.name} → {status}: {_excerpt(outcome.output)}"
+        detail = f"{outcome.name} → {status}: {excerpt(outcome.output)}"
         await self._event(params.project_id, params.node_id, params.key, "tool", detail)
         return outcome
 
@@ -303,12 +304,7 @@ def _describe(reply: ModelResponse | ModelFailure) -> str:
     if calls:
         return "calls " + ", ".join(call.name for call in calls)
     tokens = reply.usage.total_tokens
-    return f"answered ({tokens} tokens): {_excerpt(reply.message.content or '')}"
-
-
-def _excerpt(text: str, limit: int = 160) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+    return f"answered ({tokens} tokens): {excerpt(reply.message.content or '')}"
 
 
 def _model_reply(data: dict[str, Any]) -> ModelResponse | ModelFailure:
