@@ -73,7 +73,7 @@ class NoopArgs(ToolArgs):
     pass
 
 
-@tool("bench.noop", "Do nothing.", NoopArgs)
+@tool("bench.noop", "Do nothing.", NoopArgs, quick=True)
 async def noop(args: NoopArgs, ctx: ToolContext) -> ToolResult:
     return ToolResult(ok=True, output="ok")
 

@@ -116,6 +116,7 @@ class SomaActivities:
             persona=persona.name,
             review=capsule.review,
             max_wall_s=capsule.budget.max_wall_s,
+            quick_tools=[t.name for t in task.tools if self.registry.is_quick(t.name)],
         )
 
     @activity.defn(name="call_model")
@@ -315,6 +316,10 @@ def _model_reply(data: dict[str, Any]) -> ModelResponse | ModelFailure:
 
 @contextlib.asynccontextmanager
 async def _heartbeating() -> Any:
+    if activity.info().is_local:  # quick tools run as local activities, which cannot heartbeat
+        yield
+        return
+
     async def beat() -> None:
         while True:
             activity.heartbeat()

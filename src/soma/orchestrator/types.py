@@ -50,6 +50,7 @@ class PreparedCapsule(BaseModel):
     persona: str
     review: ReviewMode
     max_wall_s: float
+    quick_tools: list[str] = Field(default_factory=list)
 
 
 class ModelCallParams(BaseModel):

@@ -32,7 +32,7 @@ with workflow.unsafe.imports_passed_through():
         Finish,
         ToolOutcome,
     )
-    from soma.models.types import ModelResponse, Usage
+    from soma.models.types import ModelResponse, ToolCall, Usage
     from soma.orchestrator.types import (
         AutoReviewParams,
         CapsuleParams,
@@ -176,31 +176,52 @@ class CapsuleWorkflow:
                     state = loop.on_model_response(state, reply)
             elif isinstance(action, CallTools):
                 outcomes = await asyncio.gather(
-                    *(
-                        workflow.execute_activity(
-                            "call_tool",
-                            ToolCallParams(
-                                key=f"{prefix}/{action.key(call)}",
-                                project_id=params.project_id,
-                                node_id=params.node_id,
-                                capsule=prepared.capsule,
-                                persona=prepared.persona,
-                                run_id=prepared.task.run_id,
-                                offered=[spec.name for spec in prepared.task.tools],
-                                call=call,
-                            ),
-                            result_type=ToolOutcome,
-                            start_to_close_timeout=timedelta(seconds=timeouts.tool_s),
-                            heartbeat_timeout=timedelta(seconds=timeouts.tool_heartbeat_s),
-                            retry_policy=TOOL_RETRY,
-                        )
-                        for call in action.calls
-                    )
+                    *(self._tool(params, prepared, prefix, action, call) for call in action.calls)
                 )
                 state = loop.on_tool_results(state, list(outcomes))
             else:
                 assert isinstance(action, Finish | Fail)
                 return state
+
+    async def _tool(
+        self,
+        params: CapsuleParams,
+        prepared: PreparedCapsule,
+        prefix: str,
+        action: CallTools,
+        call: ToolCall,
+    ) -> ToolOutcome:
+        """Quick in-process tools run as local activities; the rest heartbeat as activities."""
+        args = ToolCallParams(
+            key=f"{prefix}/{action.key(call)}",
+            project_id=params.project_id,
+            node_id=params.node_id,
+            capsule=prepared.capsule,
+            persona=prepared.persona,
+            run_id=prepared.task.run_id,
+            offered=[spec.name for spec in prepared.task.tools],
+            call=call,
+        )
+        timeout = timedelta(seconds=params.timeouts.tool_s)
+        outcome: ToolOutcome
+        if call.name in prepared.quick_tools:
+            outcome = await workflow.execute_local_activity(
+                "call_tool",
+                args,
+                result_type=ToolOutcome,
+                start_to_close_timeout=timeout,
+                retry_policy=TOOL_RETRY,
+            )
+        else:
+            outcome = await workflow.execute_activity(
+                "call_tool",
+                args,
+                result_type=ToolOutcome,
+                start_to_close_timeout=timeout,
+                heartbeat_timeout=timedelta(seconds=params.timeouts.tool_heartbeat_s),
+                retry_policy=TOOL_RETRY,
+            )
+        return outcome
 
     async def _review(
         self,

@@ -70,9 +70,18 @@ def _strip_titles(schema: Any) -> Any:
 class FunctionTool(Generic[ArgsT]):
     """A tool made of an async function and a pydantic model that types its arguments."""
 
-    def __init__(self, name: str, description: str, args_model: type[ArgsT], fn: ToolFn[ArgsT]):
+    def __init__(
+        self,
+        name: str,
+        description: str,
+        args_model: type[ArgsT],
+        fn: ToolFn[ArgsT],
+        *,
+        quick: bool = False,
+    ):
         self.args_model = args_model
         self.fn = fn
+        self.quick = quick
         self.spec = ToolSpec(
             name=name,
             description=description,
@@ -94,11 +103,16 @@ class FunctionTool(Generic[ArgsT]):
 
 
 def tool(
-    name: str, description: str, args_model: type[ArgsT]
+    name: str, description: str, args_model: type[ArgsT], *, quick: bool = False
 ) -> Callable[[ToolFn[ArgsT]], FunctionTool[ArgsT]]:
-    """Decorator: ``@tool("fs.read", "Read a file", ReadArgs)`` on ``async def f(args, ctx)``."""
+    """Decorator: ``@tool("fs.read", "Read a file", ReadArgs)`` on ``async def f(args, ctx)``.
+
+    ``quick`` tools finish in milliseconds in-process (file and git reads and writes); the
+    orchestrator runs them as local activities. Anything that may run long, or runs a process,
+    keeps the default so it heartbeats and can move to another worker when one dies.
+    """
 
     def wrap(fn: ToolFn[ArgsT]) -> FunctionTool[ArgsT]:
-        return FunctionTool(name, description, args_model, fn)
+        return FunctionTool(name, description, args_model, fn, quick=quick)
 
     return wrap

@@ -38,6 +38,10 @@ class ToolRegistry:
     def names(self) -> list[str]:
         return sorted(self._tools)
 
+    def is_quick(self, name: str) -> bool:
+        """Whether the tool declared itself quick (in-process, milliseconds); see ``tool``."""
+        return bool(getattr(self._tools.get(name), "quick", False))
+
     def specs(self, patterns: Iterable[str] = ("*",)) -> list[ToolSpec]:
         """Specs of tools matching any fnmatch pattern (``fs.*``), in name order."""
         pats = list(patterns)

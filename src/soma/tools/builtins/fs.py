@@ -39,7 +39,7 @@ def _display(ctx: ToolContext, path: Path) -> str:
     return rel or "."
 
 
-@tool("fs.read", "Read a text file from the workspace.", ReadArgs)
+@tool("fs.read", "Read a text file from the workspace.", ReadArgs, quick=True)
 async def fs_read(args: ReadArgs, ctx: ToolContext) -> ToolResult:
     path = ctx.workspace.resolve(args.path)
     limit = args.max_bytes or DEFAULT_READ_BYTES
@@ -68,6 +68,7 @@ async def fs_read(args: ReadArgs, ctx: ToolContext) -> ToolResult:
     "fs.write",
     "Create or overwrite a text file in the workspace (parent directories are created).",
     WriteArgs,
+    quick=True,
 )
 async def fs_write(args: WriteArgs, ctx: ToolContext) -> ToolResult:
     path = ctx.workspace.resolve(args.path)
@@ -112,7 +113,12 @@ def _walk(root: Path, recursive: bool) -> tuple[list[Path], bool]:
     return sorted(entries), False
 
 
-@tool("fs.list", "List files and directories in the workspace (directories end in '/').", ListArgs)
+@tool(
+    "fs.list",
+    "List files and directories in the workspace (directories end in '/').",
+    ListArgs,
+    quick=True,
+)
 async def fs_list(args: ListArgs, ctx: ToolContext) -> ToolResult:
     root = ctx.workspace.resolve(args.path)
     if not root.is_dir():

@@ -28,7 +28,12 @@ class StatusArgs(ToolArgs):
     pass
 
 
-@tool("git.commit", "Commit every change in the workspace, with you as the author.", CommitArgs)
+@tool(
+    "git.commit",
+    "Commit every change in the workspace, with you as the author.",
+    CommitArgs,
+    quick=True,
+)
 async def git_commit(args: CommitArgs, ctx: ToolContext) -> ToolResult:
     sha = await asyncio.to_thread(ctx.workspace.commit, args.message, ctx.agent)
     assert sha is not None  # allow_empty=True always commits
@@ -43,6 +48,7 @@ async def git_commit(args: CommitArgs, ctx: ToolContext) -> ToolResult:
     "git.diff",
     "Show changes in the workspace (new files included) since a revision, default the last commit.",
     DiffArgs,
+    quick=True,
 )
 async def git_diff(args: DiffArgs, ctx: ToolContext) -> ToolResult:
     diff = await asyncio.to_thread(ctx.workspace.diff, args.rev)
@@ -52,7 +58,7 @@ async def git_diff(args: DiffArgs, ctx: ToolContext) -> ToolResult:
     return ToolResult(ok=True, output=output, data={"bytes": len(diff)})
 
 
-@tool("git.log", "List the latest commits: sha, author and message.", LogArgs)
+@tool("git.log", "List the latest commits: sha, author and message.", LogArgs, quick=True)
 async def git_log(args: LogArgs, ctx: ToolContext) -> ToolResult:
     commits = await asyncio.to_thread(ctx.workspace.log, args.n)
     lines = [
@@ -62,7 +68,7 @@ async def git_log(args: LogArgs, ctx: ToolContext) -> ToolResult:
     return ToolResult(ok=True, output="\n".join(lines), data={"count": len(commits)})
 
 
-@tool("git.status", "Show which files changed since the last commit.", StatusArgs)
+@tool("git.status", "Show which files changed since the last commit.", StatusArgs, quick=True)
 async def git_status(args: StatusArgs, ctx: ToolContext) -> ToolResult:
     status = await asyncio.to_thread(ctx.workspace.status)
     return ToolResult(ok=True, output=status or "(clean)", data={"clean": not status.strip()})
