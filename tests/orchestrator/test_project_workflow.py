@@ -313,6 +313,15 @@ async def test_retry_policy_runs_a_failed_node_again(harness: Harness) -> None:
     assert state.status == "succeeded", state.error
     assert state.nodes["spec"].attempts == 2
     assert state.nodes["design"].status == "succeeded"
+    model = harness.models["m"]
+    assert isinstance(model, FunctionModel)
+    retried = [
+        r.messages[1].content or ""
+        for r in model.requests
+        if "carrying out the task 'write-spec'" in (r.messages[0].content or "")
+    ][-1]
+    assert "Your previous attempt was not accepted" in retried
+    assert "provider refused" in retried
 
 
 async def test_continue_policy_lets_independent_branches_finish(harness: Harness) -> None:

@@ -107,14 +107,14 @@ def build_task(
 ) -> AgentTask:
     """Everything the agent loop needs, checked: inputs, tools the persona may use, prompts.
 
-    ``feedback`` (a reviewer's comment on an earlier attempt) is appended to the task so a
-    rejected run tries again knowing why.
+    ``feedback`` (a reviewer's comment on an earlier attempt, or why it failed) is appended to
+    the task so the next attempt knows what went wrong.
     """
     check_inputs(capsule, inputs)
     tool_names = allowed_tools(capsule, persona, registry)
     prompt = user_prompt(capsule, inputs, gather_knowledge(capsule, workspace))
     if feedback:
-        prompt += f"\n\nA reviewer rejected your previous attempt with this comment:\n{feedback}"
+        prompt += f"\n\nYour previous attempt was not accepted:\n{feedback}"
     return AgentTask(
         run_id=run_id,
         system_prompt=system_prompt(persona, capsule, tool_names),

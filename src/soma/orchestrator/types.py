@@ -34,6 +34,8 @@ class CapsuleParams(BaseModel):
     inputs: dict[str, Any]
     model: str
     attempt: int = 1
+    feedback: str | None = None
+    """Why the previous attempt of this node failed, for the agent to do better."""
     max_review_rounds: int = 2
     timeouts: Timeouts = Field(default_factory=Timeouts)
 

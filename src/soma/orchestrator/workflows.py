@@ -84,7 +84,7 @@ class CapsuleWorkflow:
     async def run(self, params: CapsuleParams) -> NodeResult:
         usage = Usage()
         steps = 0
-        feedback: str | None = None
+        feedback = params.feedback
         for round_no in range(params.max_review_rounds + 1):
             prefix = f"{params.project_id}/{params.node_id}/a{params.attempt}/r{round_no}"
             prepared: PreparedCapsule = await workflow.execute_local_activity(
@@ -439,6 +439,7 @@ class ProjectWorkflow:
                 inputs=inputs,
                 model=params.model,
                 attempt=state.attempts,
+                feedback=state.error if state.attempts > 1 else None,
                 max_review_rounds=params.max_review_rounds,
                 timeouts=params.timeouts,
             ),
