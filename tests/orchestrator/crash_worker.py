@@ -137,7 +137,7 @@ class HoldingStore(Store):
         if self.hold is None:
             return
         node, step = HOLD_MODEL
-        if kind == "tool" and result.get("output") == f"did {HOLD_RECORDED}":
+        if kind == "tool" and f"did {HOLD_RECORDED}" in str(result.get("output")):
             marker = f"recorded {HOLD_RECORDED}"
         elif kind == "model" and key.endswith(f"/{node}/a1/r0/model/{step}"):
             marker = f"recorded model {node}:{step}"

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from soma.agents.driver import EventSink, drive
 from soma.agents.loop import AgentLoop, AgentTask, ToolOutcome
 from soma.agents.prompts import system_prompt, user_prompt
+from soma.agents.untrusted import wrap_untrusted
 from soma.errors import SpecError, UnknownTool
 from soma.models.protocol import Model
 from soma.models.types import ToolCall, Usage
@@ -130,7 +131,12 @@ def build_task(
 async def execute_tool_call(
     call: ToolCall, task: AgentTask, registry: ToolRegistry, context: ToolContext
 ) -> ToolOutcome:
-    """Run one tool call the model asked for, refusing tools the task does not offer."""
+    """Run one tool call the model asked for, refusing tools the task does not offer.
+
+    Whatever the tool returns, ok or not (a failing command's output is as untrusted as a
+    file's), reaches the model inside an ``<untrusted>`` envelope; see
+    :mod:`soma.agents.untrusted`. The refusal below is the runtime's own text and stays plain.
+    """
     offered = [spec.name for spec in task.tools]
     if call.name not in offered:
         return ToolOutcome(
@@ -141,7 +147,12 @@ async def execute_tool_call(
             + (", ".join(offered) or "(none)"),
         )
     result = await registry.call(call.name, call.arguments, context)
-    return ToolOutcome(call_id=call.id, name=call.name, ok=result.ok, output=result.output)
+    return ToolOutcome(
+        call_id=call.id,
+        name=call.name,
+        ok=result.ok,
+        output=wrap_untrusted(call.name, result.output),
+    )
 
 
 def finish_run(

@@ -217,6 +217,19 @@ class AgentLoop:
     def on_model_error(self, state: AgentState, error: str) -> AgentState:
         return self._fail(state, "model", error)
 
+    def on_critique(self, state: AgentState, critique: str) -> AgentState:
+        """A critic judged the accepted answer against the principles and found problems: the
+        answer is withdrawn and the agent revises it (the constitutional critique/revise loop)."""
+        state.final_text = None
+        state.output = None
+        state.messages.append(
+            Message.user(
+                "A critic reviewed your answer against the constitution's principles and asks "
+                f"for a revision:\n{critique}\nRevise and give your final answer again."
+            )
+        )
+        return state
+
     def on_budget_exceeded(self, state: AgentState, reason: str) -> AgentState:
         """A budget the driver measures (wall time) ran out: stop with the reason."""
         return self._fail(state, "budget", reason)

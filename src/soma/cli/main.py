@@ -19,6 +19,7 @@ from soma.agents.capsule_runner import run_capsule
 from soma.agents.evals import run_eval
 from soma.cli import project_cmds
 from soma.cli.common import console, err_console, friendly_errors, load_library
+from soma.cli.governance_cmds import audit_app, policy_app
 from soma.cli.orchestrate import new_project_id
 from soma.cli.progress import ProgressPrinter, summary_table
 from soma.cli.project_cmds import review_app, server_app
@@ -44,6 +45,8 @@ app.add_typer(persona_app, name="persona")
 app.add_typer(agent_app, name="agent")
 app.add_typer(review_app, name="review")
 app.add_typer(server_app, name="server")
+app.add_typer(audit_app, name="audit")
+app.add_typer(policy_app, name="policy")
 app.command()(project_cmds.run)
 app.command()(project_cmds.status)
 app.command()(project_cmds.logs)

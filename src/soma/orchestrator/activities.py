@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -20,11 +21,17 @@ from temporalio.exceptions import ApplicationError
 from soma.agents.capsule_runner import build_task, execute_tool_call, finish_run
 from soma.agents.driver import excerpt
 from soma.agents.loop import AgentTask, ToolOutcome
+from soma.constitution import Action, Constitution, Decision, Subject
+from soma.constitution.audit import digest
+from soma.constitution.redact import redact_value
 from soma.errors import ModelError, ModelHTTPError, ModelOutputError, ModelTimeout, SomaError
 from soma.models.protocol import Model
 from soma.models.types import Message, ModelRequest, ModelResponse, OutputSchema
 from soma.orchestrator.types import (
     AutoReviewParams,
+    CheckParams,
+    CritiqueParams,
+    CritiqueVerdict,
     FinishParams,
     FinishResult,
     ModelCallParams,
@@ -46,6 +53,11 @@ M = TypeVar("M", bound=BaseModel)
 ModelFactory = Callable[[str], Model]
 
 HEARTBEAT_EVERY_S = 1.0  # the SDK throttles to a fraction of the heartbeat timeout
+CRITIQUE_SCHEMA = {
+    "type": "object",
+    "properties": {"ok": {"type": "boolean"}, "critique": {"type": "string"}},
+    "required": ["ok", "critique"],
+}
 REVIEW_SCHEMA = {
     "type": "object",
     "properties": {"approved": {"type": "boolean"}, "comment": {"type": "string"}},
@@ -73,6 +85,7 @@ class SomaActivities:
         self.store = store
         self._models = models
         self._model_cache: dict[str, Model] = {}
+        self._constitutions: dict[str, Constitution] = {}
 
     def all(self) -> list[Callable[..., Any]]:
         return [
@@ -82,12 +95,50 @@ class SomaActivities:
             self.finish_capsule,
             self.auto_review,
             self.record,
+            self.check_action,
+            self.critique,
         ]
 
     def model(self, spec: str) -> Model:
         if spec not in self._model_cache:
             self._model_cache[spec] = self._models(spec)
         return self._model_cache[spec]
+
+    def constitution(self, capsule_ref: str | None) -> Constitution:
+        """The platform constitution made stricter by the capsule's own policies, compiled once."""
+        key = capsule_ref or ""
+        if key not in self._constitutions:
+            base = self.library.constitution("default")
+            policies = self.library.capsule(capsule_ref).policies if capsule_ref else []
+            layers = [self.library.constitution(ref) for ref in policies]
+            self._constitutions[key] = Constitution.compile(base, *layers)
+        return self._constitutions[key]
+
+    def _audit(
+        self,
+        key: str,
+        project_id: str,
+        node_id: str | None,
+        subject: Subject,
+        action: Action,
+        decision: Decision,
+    ) -> None:
+        self.store.append_audit(
+            project_id=project_id,
+            node_id=node_id,
+            actor=f"{subject.persona} ({subject.capsule})",
+            action_kind=action.kind,
+            tool=action.tool,
+            arguments_digest=digest(
+                decision.arguments if decision.arguments is not None else action.arguments
+            )
+            if action.kind == "tool_call"
+            else digest(decision.text if decision.text is not None else action.text),
+            rule_id=decision.rule_id,
+            effect=decision.effect,
+            reason=decision.reason,
+            key=key,
+        )
 
     def workspace(self, project_id: str) -> Workspace:
         return Workspace.open(self.settings.workspaces_dir, project_id)
@@ -117,6 +168,8 @@ class SomaActivities:
             review=capsule.review,
             max_wall_s=capsule.budget.max_wall_s,
             quick_tools=[t.name for t in task.tools if self.registry.is_quick(t.name)],
+            role=persona.role,
+            critique=capsule.critique,
         )
 
     @activity.defn(name="call_model")
@@ -138,9 +191,126 @@ class SomaActivities:
             except ModelError as exc:
                 return ModelFailure(error=str(exc))
 
-        reply = await self._once(params.key, "model", params.project_id, call, _model_reply)
+        async def governed() -> ModelResponse | ModelFailure:
+            reply = await call()
+            if isinstance(reply, ModelFailure) or params.subject is None:
+                return reply
+            return await asyncio.to_thread(self._govern_output, params, reply)
+
+        reply = await self._once(params.key, "model", params.project_id, governed, _model_reply)
         await self._event(params.project_id, params.node_id, params.key, "model", _describe(reply))
         return reply
+
+    def _govern_output(
+        self, params: ModelCallParams, reply: ModelResponse
+    ) -> ModelResponse | ModelFailure:
+        """Model output leaves the agent only through the constitution: secrets are masked
+        before it is stored or shown, and a denied output is withheld (the agent is asked
+        again)."""
+        assert params.subject is not None
+        message = reply.message
+        action = Action(kind="model_output", text=message.content or "")
+        decision = self.constitution(params.capsule).check(params.subject, action)
+        self._audit(
+            f"{params.key}/audit",
+            params.project_id,
+            params.node_id,
+            params.subject,
+            action,
+            decision,
+        )
+        if decision.effect == "deny":
+            return ModelFailure(
+                error=f"output withheld by the constitution: {decision.reason}", invalid_reply=True
+            )
+        calls = [
+            call.model_copy(update={"arguments": redact_value(call.arguments)[0]})
+            for call in message.tool_calls
+        ]
+        content = decision.text if decision.text is not None else message.content
+        if message.content is None:
+            content = None
+        governed = message.model_copy(update={"content": content, "tool_calls": calls})
+        return reply.model_copy(update={"message": governed})
+
+    def _govern_message(self, params: FinishParams) -> Any:
+        """A node's output is a message to the agents after it: checked and redacted before it
+        is written to artifacts, stored or wired into another agent's inputs."""
+        if params.subject is None or params.output is None:
+            return params.output
+        text = json.dumps(params.output, ensure_ascii=False, default=str)
+        action = Action(kind="message", text=text)
+        decision = self.constitution(params.capsule).check(params.subject, action)
+        self._audit(
+            f"{params.key}/audit",
+            params.project_id,
+            params.node_id,
+            params.subject,
+            action,
+            decision,
+        )
+        if decision.effect == "deny":
+            return {"withheld": f"output withheld by the constitution: {decision.reason}"}
+        return redact_value(params.output)[0]
+
+    @activity.defn(name="check_action")
+    async def check_action(self, params: CheckParams) -> Decision:
+        """Constitution.check for one tool call, audited once per key."""
+
+        def check() -> Decision:
+            decision = self.constitution(params.capsule).check(params.subject, params.action)
+            self._audit(
+                params.key,
+                params.project_id,
+                params.node_id,
+                params.subject,
+                params.action,
+                decision,
+            )
+            return decision
+
+        decision = await self._once(
+            params.key,
+            "check",
+            params.project_id,
+            lambda: asyncio.to_thread(check),
+            Decision.model_validate,
+        )
+        if decision.effect != "allow":
+            message = f"{params.action.tool}: {decision.effect} — {decision.reason}"
+            await self._event(params.project_id, params.node_id, params.key, "policy", message)
+        return decision
+
+    @activity.defn(name="critique")
+    async def critique(self, params: CritiqueParams) -> CritiqueVerdict:
+        """A critic judges an output against the constitution's principles."""
+
+        async def call() -> CritiqueVerdict:
+            spec = self.library.constitution("default")
+            principles = "\n".join(f"- {p.id}: {p.text.strip()}" for p in spec.principles)
+            request = ModelRequest(
+                messages=[
+                    Message.system(
+                        "You are a critic. Judge the output below against these principles and "
+                        "say ok=false only for a clear violation, naming the principle and what "
+                        f"to change:\n{principles}"
+                    ),
+                    Message.user(str(params.output)[:8000]),
+                ],
+                output=OutputSchema(name="critique", json_schema=CRITIQUE_SCHEMA),
+            )
+            try:
+                response = await self.model(params.model).complete(request)
+                return CritiqueVerdict.model_validate_json(response.message.content or "")
+            except (ModelError, ValueError) as exc:
+                return CritiqueVerdict(ok=True, critique=f"critic unavailable ({exc})")
+
+        verdict = await self._once(
+            params.key, "critique", params.project_id, call, CritiqueVerdict.model_validate
+        )
+        kind = "critique_ok" if verdict.ok else "critique_revise"
+        await self._event(params.project_id, params.node_id, params.key, kind, verdict.critique)
+        return verdict
 
     @activity.defn(name="call_tool")
     async def call_tool(self, params: ToolCallParams) -> ToolOutcome:
@@ -183,16 +353,17 @@ class SomaActivities:
             identity = AgentIdentity(
                 persona=params.persona, capsule=capsule.name, run_id=params.run_id
             )
+            output = await asyncio.to_thread(self._govern_message, params)
             artifacts, commit = await asyncio.to_thread(
                 finish_run,
                 capsule,
                 self.workspace(params.project_id),
                 identity,
                 ok=params.ok,
-                output=params.output,
+                output=output,
                 error=params.error,
             )
-            return FinishResult(artifacts=artifacts, commit=commit)
+            return FinishResult(artifacts=artifacts, commit=commit, output=output)
 
         return await self._once(
             params.key, "commit", params.project_id, call, FinishResult.model_validate

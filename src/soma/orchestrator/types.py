@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from soma.agents.loop import AgentTask
+from soma.constitution import Action, Subject
 from soma.models.types import ModelRequest, ToolCall, Usage
 from soma.specs.models import Plan, ReviewMode
 
@@ -53,6 +54,11 @@ class PreparedCapsule(BaseModel):
     review: ReviewMode
     max_wall_s: float
     quick_tools: list[str] = Field(default_factory=list)
+    role: str = ""
+    critique: bool = False
+
+    def subject(self) -> Subject:
+        return Subject(persona=self.persona, role=self.role, capsule=self.capsule.split("@")[0])
 
 
 class ModelCallParams(BaseModel):
@@ -61,6 +67,8 @@ class ModelCallParams(BaseModel):
     model: str
     request: ModelRequest
     node_id: str | None = None
+    subject: Subject | None = None
+    capsule: str | None = None
 
 
 class ToolCallParams(BaseModel):
@@ -83,11 +91,40 @@ class FinishParams(BaseModel):
     ok: bool
     output: Any = None
     error: str | None = None
+    node_id: str | None = None
+    subject: Subject | None = None
 
 
 class FinishResult(BaseModel):
     artifacts: list[str] = Field(default_factory=list)
     commit: str | None = None
+    output: Any = None
+    """The output as it leaves the agent: checked and redacted by the constitution."""
+
+
+class CheckParams(BaseModel):
+    """A constitution check of one agent action, audited once per key."""
+
+    key: str
+    project_id: str
+    node_id: str
+    capsule: str
+    subject: Subject
+    action: Action
+
+
+class CritiqueParams(BaseModel):
+    key: str
+    project_id: str
+    node_id: str
+    capsule: str
+    model: str
+    output: Any
+
+
+class CritiqueVerdict(BaseModel):
+    ok: bool
+    critique: str = ""
 
 
 class ReviewDecision(BaseModel):

@@ -32,10 +32,14 @@ with workflow.unsafe.imports_passed_through():
         Finish,
         ToolOutcome,
     )
+    from soma.constitution import Action, Decision
     from soma.models.types import ModelResponse, ToolCall, Usage
     from soma.orchestrator.types import (
         AutoReviewParams,
         CapsuleParams,
+        CheckParams,
+        CritiqueParams,
+        CritiqueVerdict,
         FinishParams,
         FinishResult,
         ModelCallParams,
@@ -62,15 +66,18 @@ MODEL_RETRY = RetryPolicy(
     maximum_attempts=5,
 )
 TOOL_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_attempts=5)
+MAX_CRITIQUE_ROUNDS = 2
+GATES_PER_ATTEMPT = 100
 
 
 @workflow.defn(name="CapsuleWorkflow")
 class CapsuleWorkflow:
-    """One agent carrying out one capsule, with review rounds when the capsule asks for them."""
+    """One agent carrying out one capsule, under the constitution, with review gates."""
 
     def __init__(self) -> None:
         self._decision: ReviewDecision | None = None
         self._phase = "starting"
+        self._gates = 0
 
     @workflow.signal
     def review(self, decision: ReviewDecision) -> None:
@@ -94,7 +101,10 @@ class CapsuleWorkflow:
                 start_to_close_timeout=QUICK,
             )
             self._phase = "working"
-            state = await self._agent(params, prepared, prefix)
+            loop = AgentLoop(prepared.task)
+            state = await self._agent(params, prepared, prefix, loop, loop.start())
+            if prepared.critique:
+                state = await self._critique(params, prepared, prefix, loop, state)
             usage = usage + state.usage
             steps += state.steps
             ok = state.failure is None
@@ -109,6 +119,8 @@ class CapsuleWorkflow:
                     ok=ok,
                     output=state.output,
                     error=state.failure,
+                    node_id=params.node_id,
+                    subject=prepared.subject(),
                 ),
                 result_type=FinishResult,
                 start_to_close_timeout=QUICK,
@@ -116,7 +128,7 @@ class CapsuleWorkflow:
             result = NodeResult(
                 node_id=params.node_id,
                 ok=ok,
-                output=state.output,
+                output=finish.output,
                 error=state.failure,
                 failure_kind=state.failure_kind,
                 steps=steps,
@@ -127,7 +139,7 @@ class CapsuleWorkflow:
             )
             if not ok or prepared.review == "none":
                 return result
-            decision = await self._review(params, prepared, state.output, prefix, round_no)
+            decision = await self._review(params, prepared, finish.output, prefix)
             if decision.approved:
                 return result
             feedback = decision.comment or "rejected without a comment"
@@ -140,10 +152,13 @@ class CapsuleWorkflow:
         )
 
     async def _agent(
-        self, params: CapsuleParams, prepared: PreparedCapsule, prefix: str
+        self,
+        params: CapsuleParams,
+        prepared: PreparedCapsule,
+        prefix: str,
+        loop: AgentLoop,
+        state: AgentState,
     ) -> AgentState:
-        loop = AgentLoop(prepared.task)
-        state = loop.start()
         timeouts = params.timeouts
         started = workflow.now()
         while True:
@@ -163,6 +178,8 @@ class CapsuleWorkflow:
                         node_id=params.node_id,
                         model=params.model,
                         request=action.request,
+                        subject=prepared.subject(),
+                        capsule=prepared.capsule,
                     ),
                     result_type=ModelResponse | ModelFailure,  # type: ignore[arg-type]
                     start_to_close_timeout=timedelta(seconds=timeouts.model_s),
@@ -183,6 +200,39 @@ class CapsuleWorkflow:
                 assert isinstance(action, Finish | Fail)
                 return state
 
+    async def _critique(
+        self,
+        params: CapsuleParams,
+        prepared: PreparedCapsule,
+        prefix: str,
+        loop: AgentLoop,
+        state: AgentState,
+    ) -> AgentState:
+        """The constitutional-AI loop: a critic judges the answer against the principles and
+        the agent revises, for a bounded number of rounds; every verdict is recorded."""
+        for round_no in range(MAX_CRITIQUE_ROUNDS):
+            if state.failure is not None:
+                return state
+            verdict: CritiqueVerdict = await workflow.execute_local_activity(
+                "critique",
+                CritiqueParams(
+                    key=f"{prefix}/critique/{round_no}",
+                    project_id=params.project_id,
+                    node_id=params.node_id,
+                    capsule=prepared.capsule,
+                    model=params.model,
+                    output=state.output,
+                ),
+                result_type=CritiqueVerdict,
+                start_to_close_timeout=timedelta(seconds=params.timeouts.model_s),
+                retry_policy=MODEL_RETRY,
+            )
+            if verdict.ok:
+                return state
+            state = loop.on_critique(state, verdict.critique)
+            state = await self._agent(params, prepared, prefix + f"/rev{round_no}", loop, state)
+        return state
+
     async def _tool(
         self,
         params: CapsuleParams,
@@ -191,9 +241,36 @@ class CapsuleWorkflow:
         action: CallTools,
         call: ToolCall,
     ) -> ToolOutcome:
-        """Quick in-process tools run as local activities; the rest heartbeat as activities."""
+        """Check the call against the constitution, then run it: quick in-process tools as
+        local activities, the rest as heartbeating activities."""
+        key = f"{prefix}/{action.key(call)}"
+        decision: Decision = await workflow.execute_local_activity(
+            "check_action",
+            CheckParams(
+                key=f"{key}/check",
+                project_id=params.project_id,
+                node_id=params.node_id,
+                capsule=prepared.capsule,
+                subject=prepared.subject(),
+                action=Action(kind="tool_call", tool=call.name, arguments=call.arguments),
+            ),
+            result_type=Decision,
+            start_to_close_timeout=QUICK,
+        )
+        if decision.effect == "deny":
+            return _refusal(call, f"refused by the constitution: {decision.reason}", decision)
+        if decision.effect == "require_approval":
+            gate = await self._gate(
+                params,
+                f"{prepared.capsule} asks to run {call.name}: {decision.reason}",
+                {"tool": call.name, "arguments": decision.arguments or call.arguments},
+            )
+            if not gate.approved:
+                return _refusal(call, f"a reviewer refused this call: {gate.comment}", decision)
+        if decision.effect == "redact" and decision.arguments is not None:
+            call = call.model_copy(update={"arguments": decision.arguments})
         args = ToolCallParams(
-            key=f"{prefix}/{action.key(call)}",
+            key=key,
             project_id=params.project_id,
             node_id=params.node_id,
             capsule=prepared.capsule,
@@ -224,12 +301,7 @@ class CapsuleWorkflow:
         return outcome
 
     async def _review(
-        self,
-        params: CapsuleParams,
-        prepared: PreparedCapsule,
-        output: Any,
-        prefix: str,
-        round_no: int,
+        self, params: CapsuleParams, prepared: PreparedCapsule, output: Any, prefix: str
     ) -> ReviewDecision:
         if prepared.review == "auto":
             verdict: ReviewDecision = await workflow.execute_local_activity(
@@ -247,27 +319,39 @@ class CapsuleWorkflow:
                 retry_policy=MODEL_RETRY,
             )
             return verdict
+        return await self._gate(params, f"{prepared.capsule} waits for a human review", {})
+
+    async def _gate(
+        self, params: CapsuleParams, message: str, data: dict[str, Any]
+    ) -> ReviewDecision:
+        """A human gate: record it, tell the project, wait for the ``review`` signal.
+
+        Gates are numbered per node across attempts (100 per attempt), the number the store
+        and the review commands use, so every output review and tool approval has its own.
+        """
+        gate = (params.attempt - 1) * GATES_PER_ATTEMPT + self._gates
+        self._gates += 1
+        key = f"{params.project_id}/{params.node_id}/gate{gate}"
         self._phase = "waiting_review"
         self._decision = None
-        waiting = f"waiting for a human review (round {round_no + 1})"
         await _record(
             RecordParams(
-                key=f"{prefix}/review-open",
+                key=f"{key}/open",
                 project_id=params.project_id,
                 node_id=params.node_id,
                 kind="review_requested",
-                message=f"{prepared.capsule} waits for a human review (round {round_no + 1})",
-                data={"round": round_no},
+                message=message,
+                data={"gate": gate, **data},
                 node={"status": "waiting_review"},
-                review_round=round_no,
+                review_round=gate,
             )
         )
         await _tell_parent(
             NodeUpdate(
                 node_id=params.node_id,
                 status="waiting_review",
-                message=waiting,
-                review_round=round_no,
+                message=message,
+                review_round=gate,
             )
         )
         await workflow.wait_condition(lambda: self._decision is not None)
@@ -284,18 +368,23 @@ class CapsuleWorkflow:
         )
         await _record(
             RecordParams(
-                key=f"{prefix}/review-decided",
+                key=f"{key}/decided",
                 project_id=params.project_id,
                 node_id=params.node_id,
                 kind=f"review_{verdict}",
                 message=f"{decision.reviewer} {verdict}: {decision.comment}",
                 data=decision.model_dump(),
                 node={"status": "running"},
-                review_round=round_no,
+                review_round=gate,
                 review_decision=decision,
             )
         )
         return decision
+
+
+def _refusal(call: ToolCall, text: str, decision: Decision) -> ToolOutcome:
+    rule = f" (rule {decision.rule_id})" if decision.rule_id else ""
+    return ToolOutcome(call_id=call.id, name=call.name, ok=False, output=f"{text}{rule}")
 
 
 @workflow.defn(name="ProjectWorkflow")

@@ -1,11 +1,14 @@
 """The store: SomaAgentHub's own records of projects, plan nodes, events, reviews and
-idempotent activity results, on SQLite (default, under SOMA_HOME) or PostgreSQL.
+idempotent activity results and the audit log, on SQLite (default, under SOMA_HOME) or
+PostgreSQL.
 
 Open it with ``Store.open(settings.store_url)``; the schema is migrated to head on open.
 """
 
 from soma.store.records import (
     DEFAULT_TENANT,
+    AuditRecord,
+    AuditVerification,
     EventRecord,
     NodeFields,
     NodeRecord,
@@ -21,6 +24,8 @@ from soma.store.store import Conflict, Store
 
 __all__ = [
     "DEFAULT_TENANT",
+    "AuditRecord",
+    "AuditVerification",
     "Conflict",
     "EventRecord",
     "NodeFields",

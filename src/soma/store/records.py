@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, with_config
+from pydantic import AliasChoices, AwareDatetime, BaseModel, ConfigDict, Field, with_config
 from typing_extensions import TypedDict
 
 DEFAULT_TENANT = "default"
@@ -100,6 +100,45 @@ class ReviewRecord(_Record):
     decided_by: str | None
     created_at: datetime
     decided_at: datetime | None
+
+
+class AuditRecord(_Record):
+    """One policy decision in a tenant's tamper-evident audit log.
+
+    ``hash`` is ``sha256(prev_hash + canonical JSON of the other fields)`` (see
+    :func:`soma.store.audit.audit_hash`); ``id`` orders the chain but is not hashed.
+    """
+
+    id: int
+    tenant_id: str
+    project_id: str | None
+    node_id: str | None
+    actor: str
+    action_kind: str
+    tool: str | None
+    arguments_digest: str
+    rule_id: str | None
+    effect: str
+    reason: str
+    key: str | None = Field(validation_alias=AliasChoices("key", "idempotency_key"))
+    created_at: datetime
+    prev_hash: str
+    hash: str
+
+
+class AuditVerification(_Record):
+    """The outcome of re-checking a tenant's audit chain from its first record.
+
+    ``checked`` counts the records examined (up to and including the first bad one);
+    ``head_hash`` is the hash of the last good record, worth keeping somewhere else: the chain
+    alone cannot reveal that its newest records were deleted, an external copy of the head can.
+    """
+
+    ok: bool
+    checked: int
+    first_bad_id: int | None = None
+    problem: str | None = None
+    head_hash: str | None = None
 
 
 # The keyword arguments of Store.update_project / Store.upsert_node. They are TypedDicts so that

@@ -1,4 +1,5 @@
-"""The store: the product's own record of projects, nodes, events, reviews and activity results.
+"""The store: the product's own record of projects, nodes, events, reviews, activity results
+and the audit log of policy decisions (its methods live in :mod:`soma.store.audit`).
 
 Temporal holds the durable execution; the store holds what people and tools ask about (list my
 projects, show this node's output, what is waiting for review) so the CLI, gateway and console
@@ -30,6 +31,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
 from soma.errors import NotFound, SomaError
+from soma.store.audit import AuditMixin
 from soma.store.records import (
     DEFAULT_TENANT,
     NODE_TERMINAL,
@@ -63,7 +65,7 @@ class Conflict(SomaError):
     """The change contradicts what the store already holds (duplicate id, decided review)."""
 
 
-class Store:
+class Store(AuditMixin):
     """Thread-safe access to the store database. Build it with :meth:`Store.open`."""
 
     def __init__(self, engine: Engine) -> None:

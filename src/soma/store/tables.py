@@ -191,3 +191,42 @@ class ActivityResult(Base):
     project_id: Mapped[str | None] = mapped_column(String(128), index=True)
     result: Mapped[dict[str, Any]]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AuditEntry(Base):
+    """One policy decision in a tenant's hash-chained audit log (see :mod:`soma.store.audit`).
+
+    ``project_id`` is deliberately not a foreign key: deleting a project must not delete (and so
+    break) the audit chain, and a decision can precede its project row. ``prev_hash`` is unique
+    per tenant, so even a buggy writer cannot fork a chain: a second successor of the same record
+    is refused by the database.
+    """
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        UniqueConstraint(
+            "tenant_id", "idempotency_key", name="uq_audit_log_tenant_idempotency_key"
+        ),
+        UniqueConstraint("tenant_id", "prev_hash", name="uq_audit_log_tenant_prev_hash"),
+        Index("ix_audit_log_tenant_id_id", "tenant_id", "id"),
+        Index("ix_audit_log_tenant_project_id", "tenant_id", "project_id", "id"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(
+        String(64), default=DEFAULT_TENANT, server_default=DEFAULT_TENANT
+    )
+    project_id: Mapped[str | None] = mapped_column(String(128))
+    node_id: Mapped[str | None] = mapped_column(String(128))
+    actor: Mapped[str] = mapped_column(String(255))
+    action_kind: Mapped[str] = mapped_column(String(64))
+    tool: Mapped[str | None] = mapped_column(String(255))
+    arguments_digest: Mapped[str] = mapped_column(String(64))
+    rule_id: Mapped[str | None] = mapped_column(String(255))
+    effect: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
