@@ -56,7 +56,7 @@ _LETTER_JOINER = re.compile(r"(?<=[^\W\d_])\u200d(?=[^\W\d_])")
 _TAG_CHARS = re.compile("[\U000e0000-\U000e007f]")
 
 # Letters from other scripts that look like Latin ones (a subset of Unicode's confusables that
-# covers what injection kits use in practice), written as escapes so the source stays readable.
+# covers what injection kits use in practice), written as escapes so readers can tell them apart.
 _LOOKALIKES = {
     "a": "\u0430\u03b1",
     "A": "\u0410\u0391",
@@ -117,8 +117,14 @@ def _letter_class(letter: str) -> str:
 _GAP = f"[{_INVISIBLE_CLASS}\u200d\U000e0000-\U000e007f]*"
 # "<untrusted" or "</untrusted" however disguised: fullwidth or small "<", spaces, invisible
 # characters between letters, homoglyphs, any case.
+_SPACE = f"[\\s{_INVISIBLE_CLASS}\u200d\U000e0000-\U000e007f]*"
+# One run of space before and one after the optional "/", never two adjacent: adjacent runs
+# would make a long run of spaces cost quadratic time.
 _ENVELOPE_TAG = re.compile(
-    "[<\uff1c\ufe64]" + _GAP + r"\s*(/?)" + _GAP + r"\s*" + _GAP.join(_letter_class(c) for c in TAG)
+    "[<\uff1c\ufe64]"
+    + _SPACE
+    + f"(?:[/\uff0f]{_SPACE})?"
+    + _GAP.join(_letter_class(c) for c in TAG)
 )
 
 
@@ -156,15 +162,16 @@ def wrap_untrusted(source: str, content: str) -> str:
     labels = scan_injection(content)
     ident = envelope_id(source, content)
     attrs = f'source="{_attr(source)}" id="{ident}"'
+    name = " ".join(source.split())  # the warning must stay one line
     lines: list[str] = []
     if labels:
-        lines.append(WARNING_LINE.format(source=source, labels=", ".join(labels)))
+        lines.append(WARNING_LINE.format(source=name, labels=", ".join(labels)))
         attrs += f' warning="{_attr(" ".join(labels))}"'
     body = neutralise(content)
     lines.append(f"<{TAG} {attrs}>")
     lines.append(body[:-1] if body.endswith("\n") else body)
     lines.append(f"</{TAG}>")
-    lines.append(STANDING_NOTE.format(source=source))
+    lines.append(STANDING_NOTE.format(source=name))
     return "\n".join(lines)
 
 
@@ -217,12 +224,13 @@ _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     (
         "fake-system-message",
         re.compile(
-            r"^[ \t]*[\[(<]?[ \t]*(?:system|developer)(?: message| prompt)?[ \t]*[\])>]?[ \t]*:"
+            r"^[ \t]*(?:[\[(<][ \t]*)?(?:system|developer)(?: message| prompt)?"
+            r"[ \t]*(?:[\])>][ \t]*)?:"
             r"[ \t]*\S+(?:[ \t]+\S+){2,}|"
             r"^[ \t]*#{1,6}[ \t]*(?:system|system prompt|system message|developer message|"
             r"instructions? (?:for|to) (?:the )?(?:ai|assistant|agent|model|llm))\b|"
-            r"<\s*/?\s*(?:system|system_prompt|sys|admin)\s*>|\[/?(?:system|INST)\]|"
-            r"<<\s*/?SYS\s*>>|\b(?:begin|end) (?:of )?system (?:prompt|message)\b|"
+            r"<\s*(?:/\s*)?(?:system|system_prompt|sys|admin)\s*>|\[/?(?:system|INST)\]|"
+            r"<<\s*(?:/\s*)?SYS\s*>>|\b(?:begin|end) (?:of )?system (?:prompt|message)\b|"
             r"\"role\"\s*:\s*\"(?:system|developer)\"",
             _F,
         ),
@@ -321,7 +329,7 @@ _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
             _F,
         ),
     ),
-    ("envelope-escape", re.compile(r"<\s*/?\s*untrusted\b", _F)),
+    ("envelope-escape", re.compile(r"<\s*(?:/\s*)?untrusted\b", _F)),
 ]
 
 _BASE64_BLOB = re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{40,}={0,2}(?![A-Za-z0-9+/=])")
@@ -392,7 +400,8 @@ def scan_injection(content: str) -> list[str]:
     raw = content[:_MAX_SCAN_CHARS]
     revealed = reveal(raw)
     labels = _pattern_labels(raw)
-    hidden = [label for label in _pattern_labels(revealed) if label not in labels]
+    found = _pattern_labels(revealed) if revealed != raw else labels
+    hidden = [label for label in found if label not in labels]
     labels += hidden
     labels += [label for label, check in _EXTRA_CHECKS if check(raw, revealed)]
     if hidden:
