@@ -77,7 +77,7 @@ def gather_knowledge(capsule: Capsule, workspace: Workspace) -> list[tuple[str, 
                 text = path.read_text(encoding="utf-8", errors="replace")[:KNOWLEDGE_FILE_LIMIT]
             else:
                 text = "(this file does not exist in the workspace yet)"
-            gathered.append((item.file, text))
+            gathered.append((item.file, wrap_untrusted(item.file, text)))
     return gathered
 
 
