@@ -114,31 +114,36 @@ class SomaActivities:
             self._constitutions[key] = Constitution.compile(base, *layers)
         return self._constitutions[key]
 
-    def _audit(
+    def _checked(
         self,
         key: str,
         project_id: str,
         node_id: str | None,
+        capsule: str | None,
         subject: Subject,
         action: Action,
-        decision: Decision,
-    ) -> None:
+    ) -> Decision:
+        """Constitution.check, with the decision appended to the audit chain under ``key``."""
+        decision = self.constitution(capsule).check(subject, action)
+        if action.kind == "tool_call":
+            evidence: Any = (
+                decision.arguments if decision.arguments is not None else action.arguments
+            )
+        else:
+            evidence = decision.text if decision.text is not None else action.text
         self.store.append_audit(
             project_id=project_id,
             node_id=node_id,
             actor=f"{subject.persona} ({subject.capsule})",
             action_kind=action.kind,
             tool=action.tool,
-            arguments_digest=digest(
-                decision.arguments if decision.arguments is not None else action.arguments
-            )
-            if action.kind == "tool_call"
-            else digest(decision.text if decision.text is not None else action.text),
+            arguments_digest=digest(evidence),
             rule_id=decision.rule_id,
             effect=decision.effect,
             reason=decision.reason,
             key=key,
         )
+        return decision
 
     def workspace(self, project_id: str) -> Workspace:
         return Workspace.open(self.settings.workspaces_dir, project_id)
@@ -210,14 +215,13 @@ class SomaActivities:
         assert params.subject is not None
         message = reply.message
         action = Action(kind="model_output", text=message.content or "")
-        decision = self.constitution(params.capsule).check(params.subject, action)
-        self._audit(
+        decision = self._checked(
             f"{params.key}/audit",
             params.project_id,
             params.node_id,
+            params.capsule,
             params.subject,
             action,
-            decision,
         )
         if decision.effect == "deny":
             return ModelFailure(
@@ -240,14 +244,13 @@ class SomaActivities:
             return params.output
         text = json.dumps(params.output, ensure_ascii=False, default=str)
         action = Action(kind="message", text=text)
-        decision = self.constitution(params.capsule).check(params.subject, action)
-        self._audit(
+        decision = self._checked(
             f"{params.key}/audit",
             params.project_id,
             params.node_id,
+            params.capsule,
             params.subject,
             action,
-            decision,
         )
         if decision.effect == "deny":
             return {"withheld": f"output withheld by the constitution: {decision.reason}"}
@@ -258,16 +261,14 @@ class SomaActivities:
         """Constitution.check for one tool call, audited once per key."""
 
         def check() -> Decision:
-            decision = self.constitution(params.capsule).check(params.subject, params.action)
-            self._audit(
+            return self._checked(
                 params.key,
                 params.project_id,
                 params.node_id,
+                params.capsule,
                 params.subject,
                 params.action,
-                decision,
             )
-            return decision
 
         decision = await self._once(
             params.key,
