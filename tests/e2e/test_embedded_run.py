@@ -12,6 +12,8 @@ import pytest
 
 pytestmark = [
     pytest.mark.slow,
+    # Ten agents on a 135M model on two cores: minutes, not the suite's default 300 s.
+    pytest.mark.timeout(1500),
     pytest.mark.local_model,
     pytest.mark.skipif(
         importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python is not installed"
