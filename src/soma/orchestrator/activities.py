@@ -22,18 +22,17 @@ from soma.agents.capsule_runner import build_task, execute_tool_call, finish_run
 from soma.agents.driver import excerpt
 from soma.agents.loop import AgentTask, ToolOutcome
 from soma.constitution import Action, Constitution, Decision, Subject
-from soma.constitution.audit import digest
+from soma.constitution.audit import record_decision
 from soma.constitution.redact import redact_value
 from soma.errors import ModelError, ModelHTTPError, ModelOutputError, ModelTimeout, SomaError
 from soma.models.protocol import Model
 from soma.models.types import Message, ModelRequest, ModelResponse, OutputSchema
 from soma.orchestrator.types import (
-    AutoReviewParams,
     CheckParams,
-    CritiqueParams,
     CritiqueVerdict,
     FinishParams,
     FinishResult,
+    JudgeParams,
     ModelCallParams,
     ModelFailure,
     PreparedCapsule,
@@ -131,13 +130,15 @@ class SomaActivities:
             )
         else:
             evidence = decision.text if decision.text is not None else action.text
-        self.store.append_audit(
+        record_decision(
+            self.store,
+            tenant_id=subject.tenant,
             project_id=project_id,
             node_id=node_id,
             actor=f"{subject.persona} ({subject.capsule})",
             action_kind=action.kind,
             tool=action.tool,
-            arguments_digest=digest(evidence),
+            arguments=evidence,
             rule_id=decision.rule_id,
             effect=decision.effect,
             reason=decision.reason,
@@ -283,7 +284,7 @@ class SomaActivities:
         return decision
 
     @activity.defn(name="critique")
-    async def critique(self, params: CritiqueParams) -> CritiqueVerdict:
+    async def critique(self, params: JudgeParams) -> CritiqueVerdict:
         """A critic judges an output against the constitution's principles."""
 
         async def call() -> CritiqueVerdict:
@@ -371,7 +372,7 @@ class SomaActivities:
         )
 
     @activity.defn(name="auto_review")
-    async def auto_review(self, params: AutoReviewParams) -> ReviewDecision:
+    async def auto_review(self, params: JudgeParams) -> ReviewDecision:
         """``review: auto``: a reviewer persona judges the output against the capsule's purpose."""
 
         async def call() -> ReviewDecision:

@@ -113,7 +113,9 @@ class CheckParams(BaseModel):
     action: Action
 
 
-class CritiqueParams(BaseModel):
+class JudgeParams(BaseModel):
+    """A model judging a node's output: the critic (principles) or the auto-reviewer (purpose)."""
+
     key: str
     project_id: str
     node_id: str
@@ -140,15 +142,6 @@ class NodeUpdate(BaseModel):
     status: str
     message: str
     review_round: int | None = None
-
-
-class AutoReviewParams(BaseModel):
-    key: str
-    project_id: str
-    node_id: str
-    capsule: str
-    model: str
-    output: Any
 
 
 class RecordParams(BaseModel):

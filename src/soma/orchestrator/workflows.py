@@ -35,13 +35,12 @@ with workflow.unsafe.imports_passed_through():
     from soma.constitution import Action, Decision
     from soma.models.types import ModelResponse, ToolCall, Usage
     from soma.orchestrator.types import (
-        AutoReviewParams,
         CapsuleParams,
         CheckParams,
-        CritiqueParams,
         CritiqueVerdict,
         FinishParams,
         FinishResult,
+        JudgeParams,
         ModelCallParams,
         ModelFailure,
         NodeResult,
@@ -215,7 +214,7 @@ class CapsuleWorkflow:
                 return state
             verdict: CritiqueVerdict = await workflow.execute_local_activity(
                 "critique",
-                CritiqueParams(
+                JudgeParams(
                     key=f"{prefix}/critique/{round_no}",
                     project_id=params.project_id,
                     node_id=params.node_id,
@@ -306,7 +305,7 @@ class CapsuleWorkflow:
         if prepared.review == "auto":
             verdict: ReviewDecision = await workflow.execute_local_activity(
                 "auto_review",
-                AutoReviewParams(
+                JudgeParams(
                     key=f"{prefix}/review",
                     project_id=params.project_id,
                     node_id=params.node_id,
