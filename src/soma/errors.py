@@ -115,3 +115,27 @@ class MaxStepsExceeded(AgentError):
 
 class BudgetExceeded(AgentError):
     """A run used more tokens, cost or wall time than its budget allows."""
+
+
+class Unauthorized(SomaError):
+    """The caller did not prove who they are: no credentials, or bad, expired or revoked ones."""
+
+
+class Forbidden(SomaError):
+    """The caller is known but their role or key scopes do not allow this action."""
+
+
+class Conflict(SomaError):
+    """The request clashes with what exists (an id already taken, a decided review)."""
+
+
+class RateLimited(SomaError):
+    """A rate limit or quota is exhausted; ``retry_after_s`` says when the next call can pass."""
+
+    def __init__(self, message: str, *, retry_after_s: float, hint: str | None = None) -> None:
+        self.retry_after_s = retry_after_s
+        super().__init__(message, hint=hint)
+
+
+class PayloadTooLarge(SomaError):
+    """A request body or field is bigger than the configured limit."""

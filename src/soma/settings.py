@@ -45,6 +45,46 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL of the store; unset uses SQLite under SOMA_HOME.",
     )
 
+    # -- gateway (soma serve) -------------------------------------------------------------------
+    gateway_host: str = Field(default="127.0.0.1", description="Address `soma serve` binds.")
+    gateway_port: int = 8765
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Signs session tokens; unset: generated once into SOMA_HOME/secret.key (0600).",
+    )
+    session_ttl_s: int = Field(default=3600, gt=0, description="Lifetime of a session token.")
+    oidc_issuer: str | None = Field(
+        default=None, description="OpenID Connect issuer URL; set it to enable OIDC login."
+    )
+    oidc_client_id: str | None = None
+    oidc_client_secret: SecretStr | None = None
+    oidc_redirect_url: str | None = Field(
+        default=None,
+        description="Callback URL registered at the provider; unset: derived from the request.",
+    )
+    oidc_tenant: str = Field(default="default", description="Tenant that OIDC users belong to.")
+    oidc_default_role: Literal["admin", "developer", "reviewer", "viewer"] = "viewer"
+    rate_limit_url: str | None = Field(
+        default=None,
+        description="redis://host:port/db to share rate limits between gateway replicas; "
+        "unset keeps them in process.",
+    )
+    key_requests_per_min: int = Field(default=600, gt=0, description="Per API key or session.")
+    tenant_requests_per_min: int = Field(default=3000, gt=0)
+    tenant_tokens_per_min: int = Field(
+        default=1_000_000, gt=0, description="Model tokens per tenant per minute (chat endpoints)."
+    )
+    max_body_bytes: int = Field(default=1_048_576, gt=0, description="Largest request body.")
+    request_timeout_s: float = Field(default=120.0, gt=0, description="Non-streaming requests.")
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Origins allowed by CORS; empty (default) is CORS off."
+    )
+    gateway_models: list[str] = Field(
+        default_factory=list,
+        description="Provider models (e.g. openai:gpt-4o-mini) offered at /v1/models besides "
+        "SOMA_MODEL.",
+    )
+
     @property
     def store_url(self) -> str:
         return self.database_url or f"sqlite:///{self.home / 'soma.db'}"

@@ -17,14 +17,15 @@ from rich.table import Table
 from soma import __version__
 from soma.agents.capsule_runner import run_capsule
 from soma.agents.evals import run_eval
-from soma.cli import project_cmds
+from soma.cli import project_cmds, serve_cmd
+from soma.cli.admin_cmds import admin_app
 from soma.cli.common import console, err_console, friendly_errors, load_library
 from soma.cli.governance_cmds import audit_app, policy_app
-from soma.cli.orchestrate import new_project_id
 from soma.cli.progress import ProgressPrinter, summary_table
 from soma.cli.project_cmds import review_app, server_app
 from soma.errors import NotFound, SpecError
 from soma.models.registry import resolve_model
+from soma.orchestrator.launch import new_project_id
 from soma.settings import Settings
 from soma.specs.loader import load_spec, spec_json_schema
 from soma.tools import default_registry
@@ -47,11 +48,13 @@ app.add_typer(review_app, name="review")
 app.add_typer(server_app, name="server")
 app.add_typer(audit_app, name="audit")
 app.add_typer(policy_app, name="policy")
+app.add_typer(admin_app, name="admin")
 app.command()(project_cmds.run)
 app.command()(project_cmds.status)
 app.command()(project_cmds.logs)
 app.command()(project_cmds.cancel)
 app.command()(project_cmds.worker)
+app.command()(serve_cmd.serve)
 
 
 def _version(value: bool) -> None:

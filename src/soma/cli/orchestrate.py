@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import sys
-import uuid
-from typing import Literal
 
 from rich.console import Console
 from rich.live import Live
@@ -14,41 +11,16 @@ from rich.prompt import Confirm, Prompt
 from temporalio.client import Client, WorkflowFailureError
 
 from soma.cli.dag_view import dag_table
-from soma.models.protocol import Model
-from soma.models.registry import resolve_model
+from soma.orchestrator.launch import PlannerMode, plan_goal, record_project
 from soma.orchestrator.projects import project_state, send_review, start_project
 from soma.orchestrator.server import connect
 from soma.orchestrator.types import ProjectParams, ProjectState, ReviewDecision
 from soma.orchestrator.worker import build_worker
-from soma.planner import PlanResult, make_plan
 from soma.settings import Settings
 from soma.specs.library import Library
 from soma.store import Store
-from soma.workspace import Workspace
 
-PlannerMode = Literal["auto", "model", "template"]
 REFRESH_S = 0.5
-LOCAL_TOO_WEAK = (
-    "the embedded model is too small to plan reliably (0 valid plans in 3 attempts, measured; "
-    "docs/models.md) — pass --planner model to try it anyway"
-)
-
-
-def new_project_id(goal: str) -> str:
-    slug = re.sub(r"[^a-z0-9]+", "-", goal.lower()).strip("-")[:40].strip("-") or "project"
-    return f"{slug}-{uuid.uuid4().hex[:6]}"
-
-
-async def plan_goal(
-    goal: str, library: Library, model_spec: str, mode: PlannerMode, settings: Settings
-) -> PlanResult:
-    """The embedded model is measured too weak to plan, so ``auto`` skips straight to the
-    template planner for it; any other model is tried first."""
-    if mode == "auto" and model_spec.split(":")[0] == "local":
-        result = await make_plan(goal, library, None, mode="template")
-        return result.model_copy(update={"reason": LOCAL_TOO_WEAK})
-    model: Model | None = None if mode == "template" else resolve_model(model_spec, settings)
-    return await make_plan(goal, library, model, mode=mode)
 
 
 class Reviewer:
@@ -114,28 +86,21 @@ async def run_project(
     console.print(
         f"plan: {len(planned.plan.nodes)} nodes by the [bold]{planned.planner}[/] planner{why}"
     )
-    project_id = new_project_id(goal)
-    workspace = Workspace.open(settings.workspaces_dir, project_id)
-    store.create_project(
-        project_id=project_id,
-        goal=goal,
-        status="running",
-        planner=planned.planner,
-        plan=planned.plan.model_dump(mode="json"),
-        workflow_id=f"project-{project_id}",
-        workspace_path=str(workspace.path),
+    prepared = record_project(
+        settings,
+        store,
+        goal,
+        planned,
+        model_spec=model_spec,
+        concurrency=concurrency,
+        max_tokens=max_tokens,
     )
+    params = prepared.params
     with console.status("starting the durable engine (Temporal)…"):
         client = await connect(settings)
-    params = ProjectParams(
-        project_id=project_id,
-        goal=goal,
-        plan=planned.plan,
-        model=model_spec,
-        concurrency=concurrency,
-        max_project_tokens=max_tokens,
+    console.print(
+        f"project [bold]{params.project_id}[/] — workspace {prepared.record.workspace_path}"
     )
-    console.print(f"project [bold]{project_id}[/] — workspace {workspace.path}")
     if not in_process_worker:
         return await _watch(client, settings, params, console, library, auto_approve)
     async with build_worker(client, settings, store=store, library=library):

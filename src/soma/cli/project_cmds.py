@@ -12,8 +12,9 @@ from rich.table import Table
 
 from soma.cli.common import console, friendly_errors, load_library
 from soma.cli.dag_view import STATUS_STYLE
-from soma.cli.orchestrate import PlannerMode, run_project
+from soma.cli.orchestrate import run_project
 from soma.errors import NotFound
+from soma.orchestrator.launch import PlannerMode
 from soma.orchestrator.projects import cancel_project, send_review
 from soma.orchestrator.server import EmbeddedTemporal, connect
 from soma.orchestrator.types import ReviewDecision

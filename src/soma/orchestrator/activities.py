@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
@@ -24,7 +25,14 @@ from soma.agents.loop import AgentTask, ToolOutcome
 from soma.constitution import Action, Constitution, Decision, Subject
 from soma.constitution.audit import record_decision
 from soma.constitution.redact import redact_value
-from soma.errors import ModelError, ModelHTTPError, ModelOutputError, ModelTimeout, SomaError
+from soma.errors import (
+    ModelError,
+    ModelHTTPError,
+    ModelOutputError,
+    ModelTimeout,
+    NotFound,
+    SomaError,
+)
 from soma.models.protocol import Model
 from soma.models.types import Message, ModelRequest, ModelResponse, OutputSchema
 from soma.orchestrator.types import (
@@ -43,7 +51,7 @@ from soma.orchestrator.types import (
 )
 from soma.settings import Settings
 from soma.specs.library import Library
-from soma.store import Store
+from soma.store import DEFAULT_TENANT, Store
 from soma.tools import ToolContext, ToolRegistry
 from soma.tools.sandbox import Sandbox
 from soma.workspace import AgentIdentity, Workspace
@@ -85,6 +93,7 @@ class SomaActivities:
         self._models = models
         self._model_cache: dict[str, Model] = {}
         self._constitutions: dict[str, Constitution] = {}
+        self._tenants: dict[str, str] = {}
 
     def all(self) -> list[Callable[..., Any]]:
         return [
@@ -146,6 +155,22 @@ class SomaActivities:
         )
         return decision
 
+    def tenant(self, project_id: str) -> str:
+        """The project's tenant, which every record and policy check of its work is scoped by.
+
+        Projects never change tenant, so the answer is cached for the worker's lifetime. A
+        project with no row yet (a bench or test driving the workflow directly) acts as the
+        default tenant.
+        """
+        tenant = self._tenants.get(project_id)
+        if tenant is None:
+            try:
+                tenant = self.store.project_tenant(project_id)
+            except NotFound:
+                return DEFAULT_TENANT
+            self._tenants[project_id] = tenant
+        return tenant
+
     def workspace(self, project_id: str) -> Workspace:
         return Workspace.open(self.settings.workspaces_dir, project_id)
 
@@ -176,6 +201,7 @@ class SomaActivities:
             quick_tools=[t.name for t in task.tools if self.registry.is_quick(t.name)],
             role=persona.role,
             critique=capsule.critique,
+            tenant=await asyncio.to_thread(self.tenant, p.project_id),
         )
 
     @activity.defn(name="call_model")
@@ -409,16 +435,21 @@ class SomaActivities:
         """Write an event and state changes to the store, once per key."""
 
         def write() -> None:
-            if self.store.recall_result(params.key) is not None:
+            tenant = self.tenant(params.project_id)
+            if self.store.recall_result(params.key, tenant_id=tenant) is not None:
                 return
             if params.project is not None:
-                self.store.update_project(params.project_id, **params.project)
+                self.store.update_project(params.project_id, tenant_id=tenant, **params.project)
             if params.node_id is not None and params.node is not None:
-                self.store.upsert_node(params.project_id, params.node_id, **params.node)
+                self.store.upsert_node(
+                    params.project_id, params.node_id, tenant_id=tenant, **params.node
+                )
             if params.node_id is not None and params.review_round is not None:
                 decision = params.review_decision
                 if decision is None:
-                    self.store.open_review(params.project_id, params.node_id, params.review_round)
+                    self.store.open_review(
+                        params.project_id, params.node_id, params.review_round, tenant_id=tenant
+                    )
                 else:
                     self.store.decide_review(
                         params.project_id,
@@ -427,6 +458,7 @@ class SomaActivities:
                         approved=decision.approved,
                         comment=decision.comment,
                         decided_by=decision.reviewer,
+                        tenant_id=tenant,
                     )
             self.store.add_event(
                 params.project_id,
@@ -434,8 +466,11 @@ class SomaActivities:
                 params.message,
                 node_id=params.node_id,
                 data=params.data,
+                tenant_id=tenant,
             )
-            self.store.remember_result(params.key, "record", params.project_id, {})
+            self.store.remember_result(
+                params.key, "record", params.project_id, {}, tenant_id=tenant
+            )
 
         await asyncio.to_thread(write)
 
@@ -445,10 +480,13 @@ class SomaActivities:
         """A progress event for `soma logs`, written once per activity key."""
 
         def write() -> None:
+            tenant = self.tenant(project_id)
             marker = f"{key}#event"
-            if self.store.recall_result(marker) is None:
-                self.store.add_event(project_id, kind, message, node_id=node_id, data={"key": key})
-                self.store.remember_result(marker, "event", project_id, {})
+            if self.store.recall_result(marker, tenant_id=tenant) is None:
+                self.store.add_event(
+                    project_id, kind, message, node_id=node_id, data={"key": key}, tenant_id=tenant
+                )
+                self.store.remember_result(marker, "event", project_id, {}, tenant_id=tenant)
 
         await asyncio.to_thread(write)
 
@@ -460,13 +498,21 @@ class SomaActivities:
         call: Callable[[], Coroutine[Any, Any, M]],
         parse: Callable[[dict[str, Any]], M],
     ) -> M:
-        recorded = await asyncio.to_thread(self.store.recall_result, key)
+        tenant = await asyncio.to_thread(self.tenant, project_id)
+        recorded = await asyncio.to_thread(self.store.recall_result, key, tenant_id=tenant)
         if recorded is not None:
             activity.logger.info("replaying recorded result for %s", key)
             return parse(recorded)
         result = await call()
         await asyncio.to_thread(
-            self.store.remember_result, key, kind, project_id, result.model_dump(mode="json")
+            functools.partial(
+                self.store.remember_result,
+                key,
+                kind,
+                project_id,
+                result.model_dump(mode="json"),
+                tenant_id=tenant,
+            )
         )
         return result
 

@@ -56,9 +56,15 @@ class PreparedCapsule(BaseModel):
     quick_tools: list[str] = Field(default_factory=list)
     role: str = ""
     critique: bool = False
+    tenant: str = "default"
 
     def subject(self) -> Subject:
-        return Subject(persona=self.persona, role=self.role, capsule=self.capsule.split("@")[0])
+        return Subject(
+            persona=self.persona,
+            role=self.role,
+            capsule=self.capsule.split("@")[0],
+            tenant=self.tenant,
+        )
 
 
 class ModelCallParams(BaseModel):

@@ -1,12 +1,14 @@
-"""The store: SomaAgentHub's own records of projects, plan nodes, events, reviews and
-idempotent activity results and the audit log, on SQLite (default, under SOMA_HOME) or
-PostgreSQL.
+"""The store: SomaAgentHub's own records of projects, plan nodes, events, reviews,
+idempotent activity results, the audit log, and tenants, users and API keys, on SQLite (default,
+under SOMA_HOME) or PostgreSQL.
 
 Open it with ``Store.open(settings.store_url)``; the schema is migrated to head on open.
 """
 
+from soma.errors import Conflict
 from soma.store.records import (
     DEFAULT_TENANT,
+    ApiKeyRecord,
     AuditRecord,
     AuditVerification,
     EventRecord,
@@ -19,11 +21,14 @@ from soma.store.records import (
     ProjectStatus,
     ReviewRecord,
     ReviewStatus,
+    TenantRecord,
+    UserRecord,
 )
-from soma.store.store import Conflict, Store
+from soma.store.store import Store
 
 __all__ = [
     "DEFAULT_TENANT",
+    "ApiKeyRecord",
     "AuditRecord",
     "AuditVerification",
     "Conflict",
@@ -38,4 +43,6 @@ __all__ = [
     "ReviewRecord",
     "ReviewStatus",
     "Store",
+    "TenantRecord",
+    "UserRecord",
 ]

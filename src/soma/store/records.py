@@ -180,3 +180,52 @@ class NodeFields(TypedDict, total=False):
     last_event: str | None
     started_at: AwareDatetime | None
     finished_at: AwareDatetime | None
+
+
+class TenantRecord(_Record):
+    """An organisation; ``requests_per_min``/``tokens_per_min`` None means the gateway default."""
+
+    id: str
+    name: str
+    created_at: datetime
+    requests_per_min: int | None
+    tokens_per_min: int | None
+    disabled: bool
+
+
+class UserRecord(_Record):
+    """A person in one tenant.
+
+    ``role`` is one of :data:`soma.identity.ROLES`; the store keeps it as text and does not
+    interpret it (the identity package above it does).
+    """
+
+    id: str
+    tenant_id: str
+    email: str
+    name: str
+    role: str
+    oidc_issuer: str | None
+    oidc_subject: str | None
+    created_at: datetime
+    disabled: bool
+
+
+class ApiKeyRecord(_Record):
+    """An API key's metadata. The secret itself is never stored, only its sha256.
+
+    ``secret_hash`` is left out of ``repr`` and of ``model_dump``/JSON, so echoing a record in a
+    log line or an API response cannot leak what is needed to check a guessed secret.
+    ``scopes`` None means everything the owner's role allows.
+    """
+
+    id: str
+    tenant_id: str
+    user_id: str
+    name: str
+    secret_hash: str = Field(repr=False, exclude=True)
+    scopes: list[str] | None
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None

@@ -17,12 +17,12 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Unpack
+from typing import Any, NamedTuple, Unpack
 
 from alembic import command
 from alembic.config import Config
 from pydantic import TypeAdapter
-from sqlalchemy import Engine, create_engine, event, insert, select, text, update
+from sqlalchemy import Engine, create_engine, event, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, Connection, make_url
@@ -30,8 +30,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
-from soma.errors import NotFound, SomaError
+from soma.errors import Conflict, NotFound, SomaError
 from soma.store.audit import AuditMixin
+from soma.store.identity import IdentityMixin
 from soma.store.records import (
     DEFAULT_TENANT,
     NODE_TERMINAL,
@@ -61,11 +62,13 @@ _PROJECT_FIELDS: TypeAdapter[ProjectFields] = TypeAdapter(ProjectFields)
 _NODE_FIELDS: TypeAdapter[NodeFields] = TypeAdapter(NodeFields)
 
 
-class Conflict(SomaError):
-    """The change contradicts what the store already holds (duplicate id, decided review)."""
+class UsageTotals(NamedTuple):
+    projects: int
+    input_tokens: int
+    output_tokens: int
 
 
-class Store(AuditMixin):
+class Store(IdentityMixin, AuditMixin):
     """Thread-safe access to the store database. Build it with :meth:`Store.open`."""
 
     def __init__(self, engine: Engine) -> None:
@@ -173,6 +176,18 @@ class Store(AuditMixin):
         with self._read() as session:
             return ProjectRecord.model_validate(_project(session, project_id, tenant_id))
 
+    def project_tenant(self, project_id: str) -> str:
+        """The tenant that owns a project, whoever asks.
+
+        For the workers only: they are handed a project id by the engine and must act as its
+        tenant. Never call this on behalf of a user request, which is scoped by its own tenant.
+        """
+        with self._read() as session:
+            tenant = session.scalar(select(Project.tenant_id).where(Project.id == project_id))
+        if tenant is None:
+            raise NotFound(f"project {project_id!r} does not exist")
+        return tenant
+
     def list_projects(
         self,
         tenant_id: str = DEFAULT_TENANT,
@@ -238,6 +253,17 @@ class Store(AuditMixin):
             )
             if getattr(result, "rowcount", 0) == 0:
                 raise _project_not_found(project_id, tenant_id)
+
+    def usage_totals(self, tenant_id: str = DEFAULT_TENANT) -> UsageTotals:
+        """Model tokens summed over all of the tenant's projects, in one query."""
+        query = select(
+            func.count(Project.id),
+            func.coalesce(func.sum(Project.usage_input_tokens), 0),
+            func.coalesce(func.sum(Project.usage_output_tokens), 0),
+        ).where(Project.tenant_id == tenant_id)
+        with self._read() as session:
+            projects, tokens_in, tokens_out = session.execute(query).one()
+        return UsageTotals(int(projects), int(tokens_in), int(tokens_out))
 
     # -- nodes ---------------------------------------------------------------------------------
 

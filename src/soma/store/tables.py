@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Dialect,
     ForeignKey,
@@ -23,6 +24,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -230,3 +232,70 @@ class AuditEntry(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+
+
+def _flag() -> Mapped[bool]:
+    return mapped_column(Boolean, default=False, server_default=false())
+
+
+class Tenant(Base):
+    """An organisation: every user, key, project and audit record belongs to exactly one.
+
+    ``id`` is a human-chosen slug (it shows up in URLs and CLI commands). The rate limits are
+    per-tenant overrides of the gateway's settings; NULL means "use the default".
+    """
+
+    __tablename__ = "tenants"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    requests_per_min: Mapped[int | None] = mapped_column(Integer)
+    tokens_per_min: Mapped[int | None] = mapped_column(Integer)
+    disabled: Mapped[bool] = _flag()
+
+
+class User(Base):
+    """A person in one tenant. The same email in two tenants is two users.
+
+    ``(oidc_issuer, oidc_subject)`` is the stable identity at a login provider (emails can
+    change there, subjects cannot); it is unique across tenants, so one provider account never
+    maps to two users. Both are NULL for users who only use API keys.
+    """
+
+    __tablename__ = "users"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "email", name="uq_users_tenant_email"),
+        UniqueConstraint("oidc_issuer", "oidc_subject", name="uq_users_oidc_identity"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    email: Mapped[str] = mapped_column(String(320))
+    name: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))
+    oidc_issuer: Mapped[str | None] = mapped_column(String(512))
+    oidc_subject: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    disabled: Mapped[bool] = _flag()
+
+
+class ApiKey(Base):
+    """An API key of one user. Only the sha256 of its secret is kept, never the secret.
+
+    ``id`` is the public part of the key (``soma_<id>_<secret>``), so a lookup is one primary
+    key read. ``scopes`` narrows the user's role; NULL means everything the role allows.
+    """
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant_id: Mapped[str] = _tenant()
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    scopes: Mapped[list[str] | None] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+    last_used_at: Mapped[datetime | None]

@@ -1,0 +1,1 @@
+"""The HTTP gateway: REST API, OpenAI-compatible endpoints, auth and rate limits."""

@@ -1,0 +1,145 @@
+"""The gateway application: routers, hardening and error handling around shared services."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from temporalio.client import Client
+
+from soma import __version__
+from soma.gateway.errors import install_error_handlers
+from soma.gateway.middleware import HardeningMiddleware
+from soma.gateway.ratelimit import RateLimiter, build_limiter
+from soma.gateway.routes import (
+    governance,
+    health,
+    identity,
+    library,
+    login,
+    openai_compat,
+    projects,
+    reviews,
+)
+from soma.gateway.services import ModelResolver, Services
+from soma.identity.login import LoginProvider
+from soma.identity.oidc import OIDCClient
+from soma.identity.secret import load_secret_key
+from soma.identity.service import Identity
+from soma.models.protocol import Model
+from soma.models.registry import resolve_model
+from soma.orchestrator.server import connect
+from soma.orchestrator.worker import build_worker
+from soma.settings import Settings
+from soma.specs.library import Library
+from soma.store import Store
+
+DESCRIPTION = """\
+SomaAgentHub's API: projects planned from a goal and executed durably by agent teams, their
+review gates, the capsule and persona library, the audit log and usage — plus OpenAI-compatible
+`/v1/models` and `/v1/chat/completions`, so any OpenAI SDK can talk to personas and capsules.
+
+Authenticate with `Authorization: Bearer <API key or session token>`. Errors are
+`{"error": {"type", "message", "field"}}`.
+"""
+
+
+def create_app(svc: Services, *, engine: bool = False, worker: bool = False) -> FastAPI:
+    """The ASGI app. With ``engine`` it connects to Temporal on startup (starting the embedded
+    server if none is configured); with ``worker`` it also runs a worker in this process, which
+    is what `soma serve` does by default so that one command gives a working system."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            stack.push_async_callback(svc.limiter.close)
+            if (engine or worker) and svc.temporal is None:
+                svc.temporal = await connect(svc.settings)
+            if worker:
+                await stack.enter_async_context(
+                    build_worker(
+                        svc.engine(),
+                        svc.settings,
+                        store=svc.store,
+                        library=svc.library,
+                        models=svc.models,
+                    )
+                )
+            yield
+
+    app = FastAPI(
+        title="SomaAgentHub",
+        version=__version__,
+        description=DESCRIPTION,
+        docs_url="/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.services = svc
+    install_error_handlers(app)
+    routers = (health, login, identity, projects, reviews, library, governance, openai_compat)
+    for module in routers:
+        app.include_router(module.router)
+    settings = svc.settings
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["authorization", "content-type", "last-event-id"],
+        )
+    app.add_middleware(
+        HardeningMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        timeout_s=settings.request_timeout_s,
+    )
+    return app
+
+
+def model_resolver(settings: Settings) -> ModelResolver:
+    """Resolves model specs once each: providers hold connection pools (and the local model
+    its weights), so they are shared by every request."""
+    cache: dict[str, Model] = {}
+
+    def resolve(spec: str) -> Model:
+        model = cache.get(spec)
+        if model is None:
+            model = cache[spec] = resolve_model(spec, settings)
+        return model
+
+    return resolve
+
+
+def build_services(
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    library: Library | None = None,
+    models: Callable[[str], Model] | None = None,
+    limiter: RateLimiter | None = None,
+    temporal: Client | None = None,
+    oidc: LoginProvider | None = None,
+) -> Services:
+    """Services from settings; tests and embedders pass their own parts."""
+    store = store or Store.open(settings.store_url)
+    secret = load_secret_key(settings)
+    if oidc is None and settings.oidc_issuer and settings.oidc_client_id:
+        client_secret = settings.oidc_client_secret
+        oidc = OIDCClient(
+            settings.oidc_issuer,
+            settings.oidc_client_id,
+            client_secret.get_secret_value() if client_secret else None,
+        )
+    return Services(
+        settings=settings,
+        store=store,
+        identity=Identity(store, secret, session_ttl_s=settings.session_ttl_s),
+        library=library or Library.builtin(),
+        limiter=limiter or build_limiter(settings.rate_limit_url),
+        models=models or model_resolver(settings),
+        secret_key=secret,
+        temporal=temporal,
+        oidc=oidc,
+    )
