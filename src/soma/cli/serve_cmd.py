@@ -22,6 +22,13 @@ def serve(
     worker: Annotated[
         bool, typer.Option(help="Run a worker in this process (off: use `soma worker`s).")
     ] = True,
+    engine: Annotated[
+        bool,
+        typer.Option(
+            help="Connect to the durable engine (off: a model gateway only; project changes "
+            "answer 503)."
+        ),
+    ] = True,
     access_log: Annotated[bool, typer.Option(help="Log every request.")] = False,
 ) -> None:
     """Serve the API at http://HOST:PORT (OpenAPI docs at /docs, OpenAI SDKs at /v1)."""
@@ -40,7 +47,7 @@ def serve(
         f"soma gateway on http://{bind_host}:{bind_port} — API docs /docs, OpenAI base URL /v1"
     )
     uvicorn.run(
-        create_app(services, engine=True, worker=worker),
+        create_app(services, engine=engine, worker=worker and engine),
         host=bind_host,
         port=bind_port,
         loop="uvloop",

@@ -223,7 +223,7 @@ class InProcessLimiter:
 
     def _evict(self, now: float) -> None:
         buckets = self._buckets
-        nearest: tuple[float, str, _Bucket] | None = None
+        nearest: tuple[float, str] | None = None
         dropped = False
         for _ in range(min(_EVICTION_SAMPLE, len(buckets))):
             key, bucket = buckets.popitem(last=False)
@@ -234,7 +234,7 @@ class InProcessLimiter:
                 continue
             buckets[key] = bucket
             if nearest is None or full_at < nearest[0]:
-                nearest = (full_at, key, bucket)
+                nearest = (full_at, key)
         if not dropped and nearest is not None:
             del buckets[nearest[1]]
 
