@@ -173,7 +173,8 @@ def _grants(provider: Provider) -> tuple[type[AuthorizationCodeGrant], OpenIDCod
             return "RS256"
 
         def get_encode_header(self, client: Client) -> dict[str, str]:
-            return {"alg": "RS256", "kid": "test-1"}
+            key = provider.signing_key or provider.key
+            return {"alg": "RS256", "kid": str(key.kid)}
 
         def get_client_claims(self, client: Client) -> dict[str, Any]:
             return {"iss": provider.issuer, "aud": [client.client_id], **provider.extra_claims}
@@ -227,7 +228,8 @@ def serve(provider: Provider) -> Iterator[Provider]:
     """Run the provider on 127.0.0.1 (a free port) until the block ends."""
     http = make_server("127.0.0.1", 0, create_app(provider), threaded=True)
     provider.issuer = f"http://127.0.0.1:{http.server_port}"
-    thread = threading.Thread(target=http.serve_forever, daemon=True)
+    # A short poll interval, or shutdown() waits half a second for the loop to notice.
+    thread = threading.Thread(target=http.serve_forever, args=(0.01,), daemon=True)
     thread.start()
     try:
         yield provider

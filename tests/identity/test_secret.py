@@ -41,7 +41,8 @@ def test_corrupt_file_is_reported(tmp_path: Path) -> None:
     (tmp_path / "secret.key").write_text("not a key\n")
     with pytest.raises(SomaError, match="does not hold a secret key") as info:
         load_secret_key(Settings(home=tmp_path, secret_key=None))
-    assert info.value.hint is not None and "SOMA_SECRET_KEY" in info.value.hint
+    assert info.value.hint is not None
+    assert "SOMA_SECRET_KEY" in info.value.hint
 
 
 def _load_into(home: str, results: multiprocessing.Queue[str], start: object) -> None:

@@ -98,7 +98,8 @@ def test_create_user_validates(identity: Identity) -> None:
 def test_key_lifecycle(identity: Identity, dev: UserRecord) -> None:
     record, plaintext = identity.create_key("acme", dev.id, "laptop")
     assert plaintext.startswith(f"soma_{record.id}_")
-    assert record.scopes is None and record.expires_at is None
+    assert record.scopes is None
+    assert record.expires_at is None
 
     principal = identity.authenticate(plaintext)
     assert principal == Principal(
@@ -160,7 +161,7 @@ def test_key_expiry(identity: Identity, dev: UserRecord, clock: Clock) -> None:
 
 
 def test_wrong_secret_and_unknown_keys(identity: Identity, dev: UserRecord) -> None:
-    record, plaintext = identity.create_key("acme", dev.id, "laptop")
+    _record, plaintext = identity.create_key("acme", dev.id, "laptop")
     identity.authenticate(plaintext)  # now cached: a wrong secret must still fail
     wrong = plaintext[:-4] + ("aaaa" if not plaintext.endswith("aaaa") else "bbbb")
     for token in (wrong, f"soma_{'0' * 12}_{'a' * 43}"):
@@ -175,7 +176,7 @@ def test_wrong_secret_and_unknown_keys(identity: Identity, dev: UserRecord) -> N
 def test_revoked_key_status_is_not_told_without_the_secret(
     identity: Identity, dev: UserRecord
 ) -> None:
-    record, plaintext = identity.create_key("acme", dev.id, "laptop")
+    record, _plaintext = identity.create_key("acme", dev.id, "laptop")
     identity.revoke_key("acme", record.id)
     with pytest.raises(Unauthorized, match="not valid") as info:
         identity.authenticate(f"soma_{record.id}_{'a' * 43}")
@@ -296,7 +297,9 @@ def test_session_role_comes_from_the_store(identity: Identity, dev: UserRecord) 
 # -- OIDC login mapping --------------------------------------------------------------------------
 
 
-def _claims(subject: str = "sub-1", email: str | None = "new@acme.test", **more: object) -> OIDCClaims:
+def _claims(
+    subject: str = "sub-1", email: str | None = "new@acme.test", **more: object
+) -> OIDCClaims:
     return OIDCClaims.model_validate(
         {"issuer": ISSUER, "subject": subject, "email": email, "email_verified": True, **more}
     )
@@ -306,7 +309,11 @@ def test_login_creates_then_finds_the_user(identity: Identity) -> None:
     created = identity.login_oidc(
         _claims(name="New Person"), tenant_id="acme", default_role="reviewer"
     )
-    assert (created.email, created.role, created.name) == ("new@acme.test", "reviewer", "New Person")
+    assert (created.email, created.role, created.name) == (
+        "new@acme.test",
+        "reviewer",
+        "New Person",
+    )
     assert (created.oidc_issuer, created.oidc_subject) == (ISSUER, "sub-1")
     # The email changed at the provider: the subject still finds the same user.
     again = identity.login_oidc(
@@ -318,7 +325,9 @@ def test_login_creates_then_finds_the_user(identity: Identity) -> None:
 def test_login_links_an_existing_user_by_verified_email(
     identity: Identity, dev: UserRecord
 ) -> None:
-    user = identity.login_oidc(_claims(email="DEV@acme.test"), tenant_id="acme", default_role="viewer")
+    user = identity.login_oidc(
+        _claims(email="DEV@acme.test"), tenant_id="acme", default_role="viewer"
+    )
     assert user.id == dev.id
     assert user.role == "developer"
     assert user.oidc_subject == "sub-1"

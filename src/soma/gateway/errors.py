@@ -81,7 +81,8 @@ async def _soma_error(request: Request, exc: Exception) -> JSONResponse:
     status = status_for(exc)
     headers: dict[str, str] = {}
     if isinstance(exc, RateLimited):
-        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
+        # Capped: a request bigger than the whole bucket would otherwise wait forever (inf).
+        headers["Retry-After"] = str(max(1, math.ceil(min(exc.retry_after_s, 86_400))))
     if isinstance(exc, Unauthorized):
         headers["WWW-Authenticate"] = 'Bearer realm="soma"'
     field = exc.field if isinstance(exc, SpecError) else None

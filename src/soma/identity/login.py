@@ -16,18 +16,19 @@ from pydantic import BaseModel, ConfigDict, Field
 class LoginStart(BaseModel):
     """The redirect to send the user to, and what to keep until their callback.
 
-    Keep it server-side or in an encrypted, HttpOnly cookie bound to the browser (it is a plain
-    pydantic model, so ``model_dump_json``/``model_validate_json`` round-trip it): ``state``
-    ties the callback to this browser, ``nonce`` the ID token to this login, and
-    ``code_verifier`` (PKCE) the code exchange to this client. None of them may reach anyone
-    but the user's own browser and this server.
+    Keep it until the callback, server-side or in a short-lived HttpOnly cookie signed by the
+    server (it is a plain pydantic model, so ``model_dump_json``/``model_validate_json``
+    round-trip it): ``state`` ties the callback to this browser, ``nonce`` the ID token to this
+    login, and ``code_verifier`` (PKCE) the code exchange to this client. ``state`` and
+    ``nonce`` travel in ``url`` anyway; ``code_verifier`` must never appear in a URL or a log,
+    so it is kept out of ``repr``.
     """
 
     model_config = ConfigDict(frozen=True)
 
     url: str
-    state: str = Field(repr=False)
-    nonce: str = Field(repr=False)
+    state: str
+    nonce: str
     code_verifier: str = Field(repr=False)
 
 

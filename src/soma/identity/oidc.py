@@ -235,13 +235,18 @@ class OIDCClient:
     async def _verify_id_token(
         self, metadata: dict[str, Any], id_token: str, nonce: str, access_token: str | None
     ) -> dict[str, Any]:
-        offered = metadata.get("id_token_signing_alg_values_supported")
-        algorithms = [a for a in SIGNING_ALGORITHMS if not offered or a in offered]
+        algorithms = _algorithms(metadata)
         try:
             token = self._decode(id_token, algorithms)
         except InvalidKeyIdError:
             self._keys = await self._fetch_keys(metadata)  # the provider may have rotated keys
-            token = self._decode(id_token, algorithms)
+            try:
+                token = self._decode(id_token, algorithms)
+            except InvalidKeyIdError as exc:
+                raise Unauthorized(
+                    "the ID token is signed with a key the provider does not publish",
+                    hint=_RETRY,
+                ) from exc
         registry = jwt.JWTClaimsRegistry(
             leeway=_LEEWAY_S,
             iss={"essential": True, "value": self.issuer},
@@ -281,6 +286,19 @@ class OIDCClient:
                 f"the ID token is not a valid signed JWT ({type(exc).__name__}: {exc})",
                 hint=f"it must be signed with one of {', '.join(algorithms)}; {_RETRY}",
             ) from exc
+
+
+def _algorithms(metadata: dict[str, Any]) -> list[str]:
+    """The asymmetric algorithms the provider says it signs ID tokens with (all, if silent)."""
+    offered = metadata.get("id_token_signing_alg_values_supported")
+    algorithms = [a for a in SIGNING_ALGORITHMS if not offered or a in offered]
+    if not algorithms:
+        raise SomaError(
+            f"the OIDC provider signs ID tokens only with {', '.join(map(str, offered or []))};"
+            " Soma needs an asymmetric algorithm such as RS256 or ES256",
+            hint="set the client's ID token signature algorithm to RS256 at the provider",
+        )
+    return algorithms
 
 
 def _check_metadata(metadata: dict[str, Any], issuer: str) -> None:

@@ -166,12 +166,9 @@ class Identity:
         asking for one the user's role lacks is Forbidden, since a key never widens a role.
         """
         user, tenant = self._store.get_user_with_tenant(tenant_id, user_id)
-        if user.disabled or tenant.disabled:
-            raise Forbidden(
-                f"{'user ' + user.email if user.disabled else 'tenant ' + tenant.id} is disabled,"
-                " so it cannot get new keys",
-                hint="re-enable it first",
-            )
+        if tenant.disabled or user.disabled:
+            who = f"tenant '{tenant.id}'" if tenant.disabled else f"user {user.email}"
+            raise Forbidden(f"{who} is disabled, so it cannot get new keys", hint="enable it first")
         granted = _parse_scopes(scopes)
         if granted is not None:
             extra = granted - ROLE_PERMISSIONS[_check_role(user.role)]
