@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_gateway.py [--requests 3000] [--seconds 4]
 
-Three processes on loopback: a minimal OpenAI-compatible upstream (a raw asyncio protocol on
+Processes on loopback: a minimal OpenAI-compatible upstream (a raw asyncio protocol on
 uvloop that answers every request with the same ``chat.completion``), the gateway as
 ``soma serve`` runs it (``create_app(build_services(settings))``, uvicorn with uvloop and
 httptools, no access log) with ``SOMA_MODEL=openai:bench`` pointing at the upstream, and this
@@ -11,10 +11,12 @@ gateway, so the difference is what the gateway adds: authentication, rate limits
 quota, validation, conversion to and from our model types, and its own HTTP client hop.
 
 (a) sequential requests (concurrency 1) give the added p50/p99 latency; (b) keep-alive
-connections at concurrency 16 and 32 give requests/s. The load is generated with raw asyncio
-sockets: an httpx client costs more CPU per request than the gateway itself (its figures are
-printed for comparison), and on a 2-core machine every cycle the client spends is taken from
-the servers. Target: added p50 < 2 ms, p99 < 10 ms, >= 1,000 req/s.
+connections at concurrency 16 and 32 give requests/s. A second gateway process answers
+``openai:bench`` with an in-process model, which separates the gateway's own cost from the cost
+of its HTTP client hop to the upstream. The load is generated with raw asyncio sockets: an
+httpx client costs several times the upstream's latency per request (printed for comparison),
+and on a 2-core machine every cycle the client spends is taken from the servers.
+Target: added p50 < 2 ms, p99 < 10 ms, >= 1,000 req/s.
 """
 
 from __future__ import annotations
@@ -28,9 +30,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import httpx
 import uvloop
@@ -126,7 +128,26 @@ def serve_upstream() -> None:
 # --- the gateway -------------------------------------------------------------------------------
 
 
-def serve_gateway(upstream_port: int, home: str) -> None:
+class InProcessModel:
+    """``openai:bench`` answered inside the gateway: the gateway's cost without its client hop."""
+
+    name = "openai:bench"
+
+    def __init__(self) -> None:
+        from soma.models.openai_compat import parse_completion
+
+        self.reply = parse_completion(json.loads(UPSTREAM_REPLY), default_model="bench")
+
+    async def complete(self, request: Any) -> Any:
+        return self.reply
+
+    async def stream(self, request: Any) -> AsyncIterator[Any]:
+        from soma.models.types import StreamChunk
+
+        yield StreamChunk(response=self.reply)
+
+
+def serve_gateway(upstream_port: int, home: str, in_process: bool) -> None:
     import uvicorn
     from pydantic import SecretStr
 
@@ -143,7 +164,8 @@ def serve_gateway(upstream_port: int, home: str) -> None:
         tenant_tokens_per_min=10**12,
         temporal_address=None,
     )
-    services = build_services(settings)
+    model = InProcessModel()
+    services = build_services(settings, models=(lambda spec: model) if in_process else None)
     identity = services.identity
     identity.create_tenant("bench", "Bench")
     user = identity.create_user("bench", "bench@bench.test", "developer")
@@ -193,7 +215,8 @@ class Connection:
         self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
 
     async def call(self) -> None:
-        assert self.reader is not None and self.writer is not None
+        assert self.reader is not None
+        assert self.writer is not None
         self.writer.write(self.request)
         head = await self.reader.readuntil(b"\r\n\r\n")
         if not head.startswith(b"HTTP/1.1 200"):
@@ -253,26 +276,57 @@ def percentile(sorted_values: list[float], fraction: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(fraction * len(sorted_values)))]
 
 
-async def measure(
-    upstream: int, gateway: int, key: str, count: int, seconds: float
-) -> list[tuple[object, ...]]:
-    direct_request = raw_request(upstream, "bench", None)
-    gateway_request = raw_request(gateway, "openai:bench", key)
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gateway}") as client:
+async def check(port: int, key: str) -> None:
+    """One request through the SDK-shaped path, so a broken gateway fails loudly, not fast."""
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
         reply = await client.post(
-            PATH, content=chat_body("openai:bench"), headers={"authorization": f"Bearer {key}", "content-type": "application/json"}
+            PATH,
+            content=chat_body("openai:bench"),
+            headers={**JSON, "authorization": f"Bearer {key}"},
         )
         reply.raise_for_status()
         assert reply.json()["choices"][0]["message"]["content"] == "Hi! How can I help you today?"
 
-    direct, via = Connection(upstream, direct_request), Connection(gateway, gateway_request)
-    await direct.open()
-    await via.open()
-    direct_lat = await sequential(direct.call, count)
-    via_lat = await sequential(via.call, count)
-    await direct.close()
-    await via.close()
 
+def ms(values: list[float], fraction: float) -> float:
+    return 1000.0 * percentile(values, fraction)
+
+
+Gateway = tuple[int, str]  # port, API key
+
+
+async def measure(
+    upstream: int, gateways: tuple[Gateway, Gateway], count: int, seconds: float
+) -> list[tuple[object, ...]]:
+    """Rows of (workload, direct, via gateway, added, gateway with in-process model, target)."""
+    for port, key in gateways:
+        await check(port, key)
+    ports = (upstream, *(port for port, _ in gateways))
+    requests = (
+        raw_request(upstream, "bench", None),
+        *(raw_request(port, "openai:bench", key) for port, key in gateways),
+    )
+    latencies = []
+    for port, request in zip(ports, requests, strict=True):
+        connection = Connection(port, request)
+        await connection.open()
+        latencies.append(await sequential(connection.call, count))
+        await connection.close()
+    direct, via, inside = latencies
+
+    rows: list[tuple[object, ...]] = []
+    for label, fraction, target in (("p50", 0.5, "added < 2 ms"), ("p99", 0.99, "added < 10 ms")):
+        d, g, i = ms(direct, fraction), ms(via, fraction), ms(inside, fraction)
+        rows.append(
+            (
+                f"{label} latency, 1 connection (ms)",
+                f"{d:.3f}",
+                f"{g:.3f}",
+                f"{g - d:.3f}",
+                f"{i:.3f}",
+                target,
+            )
+        )
     async with httpx.AsyncClient() as client:
         url = f"http://127.0.0.1:{upstream}{PATH}"
         body = chat_body("bench")
@@ -280,19 +334,25 @@ async def measure(
         async def httpx_call() -> None:
             (await client.post(url, content=body, headers=JSON)).raise_for_status()
 
-        httpx_lat = await sequential(httpx_call, count // 2)
-
-    ms = 1000.0
-    rows: list[tuple[object, ...]] = []
-    for label, fraction, target in (("p50", 0.5, "added < 2 ms"), ("p99", 0.99, "added < 10 ms")):
-        d, g = percentile(direct_lat, fraction) * ms, percentile(via_lat, fraction) * ms
-        rows.append((f"sequential {label} latency (ms)", d, g, g - d, target))
-    httpx_p50 = percentile(httpx_lat, 0.5) * ms
-    rows.append(("sequential p50 with an httpx client (ms)", httpx_p50, "", "", "(client cost)"))
+        with_httpx = await sequential(httpx_call, count // 2)
+    rows.append(
+        ("p50 with httpx as the load client (ms)", f"{ms(with_httpx, 0.5):.3f}", "", "", "", "")
+    )
     for concurrency in (16, 32):
-        d = await throughput(upstream, direct_request, concurrency, seconds)
-        g = await throughput(gateway, gateway_request, concurrency, seconds)
-        rows.append((f"req/s at concurrency {concurrency}", d, g, "", ">= 1,000 req/s"))
+        rates = [
+            await throughput(port, request, concurrency, seconds)
+            for port, request in zip(ports, requests, strict=True)
+        ]
+        rows.append(
+            (
+                f"req/s, {concurrency} connections",
+                f"{rates[0]:,.0f}",
+                f"{rates[1]:,.0f}",
+                "",
+                f"{rates[2]:,.0f}",
+                ">= 1,000 req/s",
+            )
+        )
     return rows
 
 
@@ -301,38 +361,48 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=3000, help="sequential requests per path")
     parser.add_argument("--seconds", type=float, default=4.0, help="per throughput run")
     parser.add_argument("--serve-upstream", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--serve-gateway", nargs=2, metavar=("PORT", "HOME"), help=argparse.SUPPRESS)
+    parser.add_argument("--serve-gateway", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_upstream:
         serve_upstream()
         return
     if args.serve_gateway:
-        serve_gateway(int(args.serve_gateway[0]), args.serve_gateway[1])
+        port, home, mode = args.serve_gateway
+        serve_gateway(int(port), home, in_process=mode == "in-process")
         return
 
+    processes: list[subprocess.Popen[str]] = []
     with tempfile.TemporaryDirectory(prefix="soma-bench-gw-") as home:
-        upstream, upstream_line = start("--serve-upstream")
-        gateway = None
         try:
-            upstream_port = int(upstream_line[1])
-            gateway, gateway_line = start("--serve-gateway", str(upstream_port), home)
-            gateway_port, key = int(gateway_line[1]), gateway_line[3]
-            rows = uvloop.run(measure(upstream_port, gateway_port, key, args.requests, args.seconds))
+            upstream, line = start("--serve-upstream")
+            processes.append(upstream)
+            upstream_port = int(line[1])
+            ports, keys = [], []
+            for mode in ("proxy", "in-process"):
+                gateway, line = start(
+                    "--serve-gateway", str(upstream_port), str(Path(home) / mode), mode
+                )
+                processes.append(gateway)
+                ports.append(int(line[1]))
+                keys.append(line[3])
+            gateways = ((ports[0], keys[0]), (ports[1], keys[1]))
+            rows = uvloop.run(measure(upstream_port, gateways, args.requests, args.seconds))
         finally:
-            for process in (gateway, upstream):
-                if process is not None:
-                    process.terminate()
-                    process.wait(10)
+            for process in processes:
+                process.terminate()
+                process.wait(10)
     print_table(
         "Gateway overhead: /v1/chat/completions to a zero-latency upstream (openai:bench)",
-        ["workload", "direct", "via gateway", "added", "target"],
+        ["workload", "direct", "via gateway", "added", "model in gateway", "target"],
         rows,
     )
     Console().print(
-        f"[dim]{os.cpu_count()} cores shared by the load generator, the gateway and the upstream "
-        "(three processes): the client's own CPU time is taken from the servers, so req/s is a "
-        "floor. Sequential figures: 1 keep-alive connection; throughput: keep-alive connections "
-        "each sending back-to-back for the run.[/dim]"
+        f"[dim]Notes: {os.cpu_count()} cores shared by the load generator, the gateway and the "
+        "upstream (separate processes), so the client's CPU time is taken from the servers and "
+        "req/s is a floor. 'model in gateway' answers openai:bench inside the gateway process "
+        "(no upstream hop): the gateway's own cost; the gap to 'via gateway' is the cost of its "
+        "HTTP client (httpx) to the upstream. Load: raw asyncio sockets, keep-alive; httpx as "
+        "the load client would add the latency shown.[/dim]"
     )
 
 

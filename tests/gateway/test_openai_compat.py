@@ -189,11 +189,15 @@ def test_streaming_sends_role_deltas_finish_and_usage(
     )
     chunks = list(stream)
     assert chunks[0].choices[0].delta.role == "assistant"
-    deltas = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+    deltas = [
+        c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content
+    ]
     assert len(deltas) > 1  # really streamed, not one piece
     assert "".join(deltas) == text
     assert len({c.id for c in chunks}) == 1
-    assert all(c.object == "chat.completion.chunk" and c.model == "persona:developer" for c in chunks)
+    assert all(
+        c.object == "chat.completion.chunk" and c.model == "persona:developer" for c in chunks
+    )
     finishing = [c for c in chunks if c.choices and c.choices[0].finish_reason]
     assert [c.choices[0].finish_reason for c in finishing] == ["stop"]
     last = chunks[-1]
@@ -290,7 +294,9 @@ def test_streamed_tool_calls_arrive_as_indexed_deltas(
     assert all(d.function is not None and d.function.name == "get_weather" for d in deltas)
     arguments = [json.loads(d.function.arguments or "") for d in deltas if d.function]
     assert arguments == [{"city": "Paris"}, {"city": "Oslo"}]
-    finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    finish = [
+        c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason
+    ]
     assert finish == ["tool_calls"]
 
 
@@ -529,7 +535,11 @@ def upstream() -> Iterator[FakeOpenAI]:
 def proxy(gateway_settings: Settings, upstream: FakeOpenAI) -> Iterator[LiveGateway]:
     """A gateway resolving models for real, with an OpenAI-compatible server behind it."""
     settings = gateway_settings.model_copy(
-        update={"gateway_models": ["openai:up-model"], "openai_base_url": upstream.base_url}
+        update={
+            "gateway_models": ["openai:up-model", "bogus:model"],
+            "openai_base_url": upstream.base_url,
+            "model_timeout_s": 0.5,
+        }
     )
     yield from start(build_services(settings, models=model_resolver(settings)))
 
@@ -600,3 +610,36 @@ def test_upstream_failure_of_a_stream_is_an_http_error(
             model="openai:up-model", messages=[{"role": "user", "content": "hi"}], stream=True
         )
     assert caught.value.status_code == 502
+
+
+def test_upstream_timeout_is_a_gateway_timeout(proxy: LiveGateway, upstream: FakeOpenAI) -> None:
+    upstream.reply_json(completion("too late"), delay_s=3)
+    with pytest.raises(openai.InternalServerError) as caught:
+        client(proxy).chat.completions.create(
+            model="openai:up-model", messages=[{"role": "user", "content": "hi"}]
+        )
+    assert caught.value.status_code == 504
+    assert "did not answer within" in caught.value.message
+
+
+def test_a_provider_that_cannot_be_set_up_is_unavailable(proxy: LiveGateway) -> None:
+    with pytest.raises(openai.InternalServerError) as caught:
+        client(proxy).chat.completions.create(
+            model="bogus:model", messages=[{"role": "user", "content": "hi"}]
+        )
+    assert caught.value.status_code == 503
+    assert "unknown model 'bogus:model'" in caught.value.message
+
+
+def test_a_stream_failing_midway_ends_with_an_error_event(
+    proxy: LiveGateway, upstream: FakeOpenAI
+) -> None:
+    upstream.reply_sse([chunk({"role": "assistant", "content": "Hel"}), "{not json"])
+    stream = client(proxy).chat.completions.create(
+        model="openai:up-model", messages=[{"role": "user", "content": "hi"}], stream=True
+    )
+    received = []
+    with pytest.raises(openai.APIError) as caught:
+        received.extend(stream)
+    assert [c.choices[0].delta.content for c in received] == ["", "Hel"]
+    assert "not JSON" in caught.value.message

@@ -153,16 +153,18 @@ class Chat:
     def _resolve(self, name: str) -> Target:
         if name.startswith((PERSONA_PREFIX, CAPSULE_PREFIX)):
             kind, _, ref = name.partition(":")
+            library = self.svc.library
+            capsule: Capsule | None = None
             try:
-                if kind == "persona":
-                    return self._governed(self.svc.library.persona(ref), None)
-                capsule = self.svc.library.capsule(ref)
-                return self._governed(self.svc.library.persona(capsule.persona), capsule)
+                if kind == "capsule":
+                    capsule = library.capsule(ref)
+                persona = library.persona(capsule.persona if capsule else ref)
             except SomaError as exc:
                 raise NotFound(
                     f"model '{name}' does not exist: {exc.message}",
                     hint=f"{exc.hint}; {_LIST_HINT}" if exc.hint else _LIST_HINT,
                 ) from None
+            return self._governed(persona, capsule)
         if name in self.providers:
             return Target(model=self.svc.models(name))
         raise NotFound(f"model '{name}' does not exist", hint=_LIST_HINT)

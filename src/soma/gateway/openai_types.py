@@ -83,11 +83,13 @@ class ChatMessageIn(_In):
             return value
         texts = []
         for part in value:
-            if part.type != "text" or part.text is None:
+            if part.type != "text":
                 raise ValueError(
                     f"only text content parts are supported, got a {part.type!r} part; "
                     "send images, audio and files to a provider that accepts them"
                 )
+            if part.text is None:
+                raise ValueError("a text content part needs a 'text' string")
             texts.append(part.text)
         return "".join(texts)
 

@@ -61,6 +61,9 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, who: C
         target = await chat.target(body.model)
     except NotFound as exc:
         return error_response(404, str(exc), "model")
+    except ModelError as exc:  # the provider could not be set up (not installed, misconfigured)
+        status, error = chat.model_error(exc, request_id)
+        return JSONResponse(error, status_code=status)
     svc = chat.svc
     tenant = who.tenant_id
     quota = svc.tenant_limits(tenant).tokens
