@@ -44,9 +44,7 @@ def _to_callback(browser: httpx.Client, gateway: LiveGateway) -> httpx.URL:
     return callback
 
 
-def test_oidc_login_gives_a_working_session(
-    oidc_gateway: LiveGateway, provider: Provider
-) -> None:
+def test_oidc_login_gives_a_working_session(oidc_gateway: LiveGateway, provider: Provider) -> None:
     with httpx.Client(follow_redirects=False, timeout=30) as browser:
         callback = _to_callback(browser, oidc_gateway)
         session = browser.get(callback)

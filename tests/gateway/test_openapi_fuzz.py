@@ -13,8 +13,8 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from pydantic import SecretStr
-from schemathesis.checks import not_a_server_error, response_schema_conformance
 from schemathesis import BaseSchema
+from schemathesis.checks import not_a_server_error, response_schema_conformance
 
 from soma.gateway.app import build_services, create_app
 from soma.models.function import FunctionModel
@@ -73,7 +73,7 @@ def _fuzz(schema: BaseSchema, url: str, headers: dict[str, str]) -> tuple[list[s
                     response, checks=[not_a_server_error, response_schema_conformance]
                 )
             except AssertionError as exc:
-                failures.append(f"{operation.verbose_name}: {str(exc)[:500]}")
+                failures.append(f"{case.operation.label}: {str(exc)[:500]}")
 
         check()
     return failures, calls

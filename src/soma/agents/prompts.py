@@ -35,7 +35,8 @@ def render_instructions(capsule: Capsule, inputs: Mapping[str, Any]) -> str:
     return _PLACEHOLDER.sub(substitute, capsule.instructions)
 
 
-def system_prompt(persona: Persona, capsule: Capsule, tool_names: list[str]) -> str:
+def persona_lines(persona: Persona) -> list[str]:
+    """Who the agent is; shared by capsule agents and persona chats through the gateway."""
     lines = [
         f"You are the {persona.role} of a software team.",
         f"Your goal: {persona.goal.strip()}",
@@ -44,6 +45,11 @@ def system_prompt(persona: Persona, capsule: Capsule, tool_names: list[str]) -> 
         lines.append(persona.backstory.strip())
     if persona.skills:
         lines.append("Your skills: " + ", ".join(persona.skills) + ".")
+    return lines
+
+
+def system_prompt(persona: Persona, capsule: Capsule, tool_names: list[str]) -> str:
+    lines = persona_lines(persona)
     lines.append(f"You are carrying out the task '{capsule.name}': {capsule.description.strip()}")
     if tool_names:
         lines.append(

@@ -22,7 +22,7 @@ from typing import Any
 
 from fastapi import Request
 
-from soma.agents.prompts import system_prompt
+from soma.agents.prompts import persona_lines, system_prompt
 from soma.constitution import Action, Constitution, Subject
 from soma.constitution.audit import record_decision
 from soma.constitution.redact import redact_value
@@ -262,10 +262,7 @@ class Chat:
         if status >= 500:
             log.warning("model call failed (request %s): %s", request_id, exc)
         message = str(exc).replace(self._upstream, "the upstream server")
-        body = error_body(status, f"the model failed: {message}")
-        if status == 502:
-            body["error"]["type"] = "upstream_error"
-        return status, body
+        return status, error_body(status, f"the model failed: {message}")
 
 
 def chat_for(request: Request) -> Chat:
@@ -279,17 +276,8 @@ def chat_for(request: Request) -> Chat:
 
 
 def persona_prompt(persona: Persona) -> str:
-    """The persona part of the agents' system prompt (see :func:`system_prompt`), for chats
-    that have no capsule task."""
-    lines = [
-        f"You are the {persona.role} of a software team.",
-        f"Your goal: {persona.goal.strip()}",
-    ]
-    if persona.backstory:
-        lines.append(persona.backstory.strip())
-    if persona.skills:
-        lines.append("Your skills: " + ", ".join(persona.skills) + ".")
-    return "\n\n".join(lines)
+    """The persona part of the agents' system prompt, for chats that have no capsule task."""
+    return "\n\n".join(persona_lines(persona))
 
 
 # --- requests -----------------------------------------------------------------------------------

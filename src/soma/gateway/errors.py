@@ -53,6 +53,7 @@ _HTTP_TYPES = {
     422: "invalid_request",
     429: "rate_limited",
     500: "internal_error",
+    502: "upstream_error",
     503: "unavailable",
     504: "timeout",
 }

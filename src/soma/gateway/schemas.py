@@ -12,6 +12,8 @@ from soma.identity.permissions import Permission, Role
 from soma.store import NodeRecord, ProjectRecord
 
 GOAL_MAX_CHARS = 4000
+MAX_ID = 2**63 - 1
+"""Ids are 64-bit in the store; a larger one in a query is refused as invalid, not a crash."""
 
 
 class _Body(BaseModel):

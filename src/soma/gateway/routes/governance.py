@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from soma.gateway.auth import require, services
-from soma.gateway.schemas import AuditOut, AuditVerifyOut, ProjectUsage, UsageOut
+from soma.gateway.schemas import MAX_ID, AuditOut, AuditVerifyOut, ProjectUsage, UsageOut
 from soma.gateway.services import Services
 from soma.identity.permissions import Permission
 from soma.identity.principal import Principal
@@ -25,7 +25,7 @@ async def list_audit(
     who: Auditor,
     svc: Svc,
     project: Annotated[str | None, Query(max_length=128)] = None,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[AuditOut]:
     records = await asyncio.to_thread(svc.store.list_audit, project, who.tenant_id, limit, after)

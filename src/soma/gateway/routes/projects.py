@@ -12,7 +12,7 @@ from fastapi.responses import StreamingResponse
 
 from soma.errors import Conflict
 from soma.gateway.auth import require, services
-from soma.gateway.schemas import EventOut, ProjectCreate, ProjectOut, RunOut
+from soma.gateway.schemas import MAX_ID, EventOut, ProjectCreate, ProjectOut, RunOut
 from soma.gateway.services import Services
 from soma.identity.permissions import Permission
 from soma.identity.principal import Principal
@@ -89,7 +89,7 @@ async def list_events(
     project_id: str,
     who: Reader,
     svc: Svc,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[EventOut]:
     events = await asyncio.to_thread(
@@ -109,8 +109,8 @@ async def stream_events(
     request: Request,
     who: Reader,
     svc: Svc,
-    after: Annotated[int, Query(ge=0)] = 0,
-    last_event_id: Annotated[int | None, Header(ge=0)] = None,
+    after: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
+    last_event_id: Annotated[int | None, Header(ge=0, le=MAX_ID)] = None,
 ) -> StreamingResponse:
     # Checked before streaming starts, so an unknown project is a plain 404.
     await asyncio.to_thread(svc.store.get_project, project_id, who.tenant_id)
