@@ -46,6 +46,7 @@ def _start(home: Path, limiter: str | None) -> tuple[subprocess.Popen[bytes], st
         **os.environ,
         "SOMA_HOME": str(home),
         "SOMA_KEY_REQUESTS_PER_MIN": str(PER_MIN),
+        "SOMA_MODEL": "openai:unused",  # no embedded model to load: these requests need none
     }
     env.pop("SOMA_RATE_LIMIT_URL", None)
     if limiter:

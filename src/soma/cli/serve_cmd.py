@@ -41,6 +41,11 @@ def serve(
             "  soma admin create-user acme you@example.com --role admin\n"
             "  soma admin create-key acme you@example.com --name laptop"
         )
+    if settings.model.split(":")[0] == "local":
+        # Loading weights takes seconds; done now, it cannot stall the event loop (and every
+        # request and workflow task on it) the first time a chat or an agent needs the model.
+        with console.status("loading the embedded model…"):
+            services.models(settings.model)
     bind_host = host or settings.gateway_host
     bind_port = port or settings.gateway_port
     console.print(
