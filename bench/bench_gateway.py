@@ -401,7 +401,7 @@ def main() -> None:
         "upstream (separate processes), so the client's CPU time is taken from the servers and "
         "req/s is a floor. 'model in gateway' answers openai:bench inside the gateway process "
         "(no upstream hop): the gateway's own cost; the gap to 'via gateway' is the cost of its "
-        "HTTP client (httpx) to the upstream. Load: raw asyncio sockets, keep-alive; httpx as "
+        "HTTP client (aiohttp) to the upstream. Load: raw asyncio sockets, keep-alive; httpx as "
         "the load client would add the latency shown.[/dim]"
     )
 

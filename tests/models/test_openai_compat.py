@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
+import aiohttp
 import pytest
+from yarl import URL
 
 from soma.errors import ModelError, ModelHTTPError, ModelOutputError, ModelTimeout
 from soma.models import (
@@ -18,6 +21,7 @@ from soma.models import (
     ToolCall,
     ToolSpec,
 )
+from soma.models.openai_compat import _env_proxy, _lines
 
 from .conftest import API_KEY
 from .fake_openai_server import (
@@ -83,7 +87,7 @@ async def test_api_key_sent_as_bearer(model: OpenAICompatModel, fake_openai: Fak
 
 async def test_no_authorization_header_without_key(fake_openai: FakeOpenAI) -> None:
     fake_openai.reply_json(completion())
-    async with httpx.AsyncClient() as client:
+    async with aiohttp.ClientSession() as client:
         await OpenAICompatModel("m", fake_openai.base_url, client=client).complete(ask())
     assert "authorization" not in fake_openai.last.headers
 
@@ -353,11 +357,11 @@ async def test_malformed_stream_event(model: OpenAICompatModel, fake_openai: Fak
 
 async def test_shared_client_is_not_closed(fake_openai: FakeOpenAI) -> None:
     fake_openai.reply_json(completion())
-    async with httpx.AsyncClient() as client:
+    async with aiohttp.ClientSession() as client:
         model = OpenAICompatModel("m", fake_openai.base_url, client=client)
         assert isinstance(await model.complete(ask()), ModelResponse)
         await model.aclose()
-        assert not client.is_closed
+        assert not client.closed
 
 
 async def test_timeout_while_streaming(fake_openai: FakeOpenAI) -> None:
@@ -378,3 +382,86 @@ async def test_stream_accepts_server_that_ignores_stream_flag(
     assert [c.text for c in chunks[:-1]] == ["whole reply"]
     assert chunks[-1].response is not None
     assert chunks[-1].response.usage.total_tokens == 6
+
+
+def test_session_per_event_loop_is_closed_with_its_loop(
+    fake_openai: FakeOpenAI, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The CLI runs several ``asyncio.run`` with one model and never closes it."""
+    fake_openai.reply_json(completion("one"))
+    fake_openai.reply_json(completion("two"))
+    model = OpenAICompatModel("m", fake_openai.base_url)
+
+    async def call() -> tuple[str | None, aiohttp.ClientSession]:
+        reply = await model.complete(ask())
+        return reply.message.content, model._http()
+
+    first, first_session = asyncio.run(call())
+    second, second_session = asyncio.run(call())
+
+    assert (first, second) == ("one", "two")
+    assert first_session is not second_session
+    assert first_session.closed
+    assert second_session.closed
+    assert "Unclosed" not in caplog.text
+
+
+async def test_stream_event_longer_than_aiohttp_line_limit(
+    model: OpenAICompatModel, fake_openai: FakeOpenAI
+) -> None:
+    big = "x" * 300_000  # aiohttp's readline() gives up at 128 KiB
+    fake_openai.reply_sse([chunk({"content": big}, "stop")], split_bytes=65_536)
+    chunks = await collect(model, ask())
+    assert chunks[-1].response is not None
+    assert chunks[-1].response.message.content == big
+
+
+async def test_sse_lines_accept_every_line_ending() -> None:
+    async def pieces() -> AsyncIterator[bytes]:
+        for piece in (b"data: a\r", b"\ndata: b\rdata: c", b"\n\ndata: \xc3", b"\xa9\r\n", b"x"):
+            yield piece
+
+    lines = [line async for line in _lines(pieces())]
+    assert [line for line in lines if line] == ["data: a", "data: b", "data: c", "data: é", "x"]
+
+
+def test_proxy_from_environment_like_httpx(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    target = URL("https://api.example.com/v1/chat/completions")
+    assert _env_proxy(target) == (None, None)
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://user:pw@proxy.corp:3128")
+    proxy, auth = _env_proxy(target)
+    assert proxy == URL("http://proxy.corp:3128")
+    assert auth == "Basic dXNlcjpwdw=="  # user:pw
+
+    monkeypatch.setenv("NO_PROXY", "example.com")
+    assert _env_proxy(target) == (None, None)
+
+
+async def test_requests_go_through_the_environment_proxy(
+    fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    proxy = URL(fake_openai.base_url).with_path("").with_user("user").with_password("pw")
+    monkeypatch.setenv("HTTP_PROXY", str(proxy))
+    fake_openai.reply_json(completion("via proxy"))
+    model = OpenAICompatModel("m", "http://models.invalid/v1")
+    try:
+        assert (await model.complete(ask())).message.content == "via proxy"
+    finally:
+        await model.aclose()
+    assert fake_openai.last.path == "http://models.invalid/v1/chat/completions"
+    assert fake_openai.last.headers["proxy-authorization"] == "Basic dXNlcjpwdw=="
+
+
+async def test_invalid_utf8_in_body_is_replaced_not_fatal(
+    model: OpenAICompatModel, fake_openai: FakeOpenAI
+) -> None:
+    body = json.dumps(completion("caf@")).encode().replace(b"@", b"\xc3")
+    fake_openai.reply(Reply(raw=body))
+    assert (await model.complete(ask())).message.content == "caf\ufffd"

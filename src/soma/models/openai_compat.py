@@ -11,13 +11,19 @@ The API key is a secret: it only ever travels in the ``Authorization`` header, i
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
+import os
+import ssl
+import urllib.request
 from collections.abc import AsyncIterator, Iterator
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+import aiohttp
+from yarl import URL
 
 from soma.errors import ModelError, ModelHTTPError, ModelOutputError, ModelTimeout
 from soma.models.types import (
@@ -43,13 +49,24 @@ _FINISH_REASONS: dict[str, FinishReason] = {
 # Server error bodies can be whole HTML pages; a few hundred characters is enough to diagnose.
 _MAX_ERROR_TEXT = 500
 
+# A gateway holds one connection per in-flight upstream call, and a stream holds its connection
+# for the whole generation; aiohttp's default of 100 would queue the 101st stream in the pool,
+# where the wait counts against the connect timeout.
+_POOL_LIMIT = 256
+# Below the 5 s idle timeout of uvicorn (vLLM) and llama.cpp's server, so that we close idle
+# connections before they do, instead of racing a POST against their close (never retried).
+_KEEPALIVE_S = 4.0
+
 
 class OpenAICompatModel:
     """Chat Completions over HTTP, with streaming, tool calls and JSON-schema structured output.
 
-    Pass ``client`` to share a connection pool (or to inject a transport in tests); otherwise a
-    client is created lazily per event loop, because httpx connections cannot cross loops and
-    callers such as the CLI may run several ``asyncio.run`` in one process.
+    Pass ``client`` (an :class:`aiohttp.ClientSession`) to share a connection pool; otherwise a
+    session is created lazily per event loop, because aiohttp sessions are bound to the loop
+    that created them and callers such as the CLI may run several ``asyncio.run`` in one
+    process. Nothing in Soma closes models, so an own session closes itself when its loop shuts
+    down (``asyncio.run`` cancels every task at the end) instead of warning about an unclosed
+    session.
     """
 
     def __init__(
@@ -58,15 +75,29 @@ class OpenAICompatModel:
         base_url: str,
         api_key: str | None = None,
         timeout_s: float = 120,
-        client: httpx.AsyncClient | None = None,
+        client: aiohttp.ClientSession | None = None,
     ) -> None:
         self.model = model
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
         self._api_key = api_key or None
         self._client = client
-        self._own_client: httpx.AsyncClient | None = None
+        self._own_client: aiohttp.ClientSession | None = None
         self._own_client_loop: asyncio.AbstractEventLoop | None = None
+        self._closer: asyncio.Task[None] | None = None
+        self._proxy: URL | None = None
+        self._proxy_headers: dict[str, str] | None = None
+        # Built once: these are the same for every call, which is the gateway's hot path.
+        self._target = URL(f"{self.base_url}/chat/completions")
+        # Like httpx's ``timeout=``: a bound on connecting and on each wait for data, not on the
+        # whole call, so a long stream that keeps producing tokens is never cut off.
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, connect=timeout_s, sock_connect=timeout_s, sock_read=timeout_s
+        )
+        self._base_headers = {"Accept": "application/json", "Content-Type": "application/json"}
+        if self._api_key:
+            self._base_headers["Authorization"] = f"Bearer {self._api_key}"
+        self._request_headers = self._base_headers
 
     @property
     def name(self) -> str:
@@ -76,67 +107,93 @@ class OpenAICompatModel:
         return f"OpenAICompatModel(model={self.model!r}, base_url={self.base_url!r})"
 
     async def aclose(self) -> None:
-        """Close the client this model created; a client passed in belongs to the caller."""
-        if self._own_client is not None:
-            await self._own_client.aclose()
-            self._own_client = None
-            self._own_client_loop = None
+        """Close the session this model created; a session passed in belongs to the caller."""
+        session, closer = self._own_client, self._closer
+        self._own_client = self._own_client_loop = self._closer = None
+        if closer is not None:
+            closer.cancel()
+        if session is not None:
+            await session.close()
 
     async def complete(self, request: ModelRequest) -> ModelResponse:
-        payload = build_payload(self.model, request, stream=False)
+        body = _encode(build_payload(self.model, request, stream=False))
         with self._translate_errors():
-            response = await self._http().post(
-                self._url(), json=payload, headers=self._headers(), timeout=self.timeout_s
-            )
-            if response.status_code >= 400:
-                raise self._http_error(response.status_code, response.text)
-        data = _decode_json(response.text, what="response body")
-        return parse_completion(data, default_model=self.model)
+            async with self._post(body) as response:
+                raw = await response.read()
+                if response.status >= 400:
+                    raise self._http_error(response.status, _text(raw))
+        return parse_completion(_decode_json(raw, what="response body"), default_model=self.model)
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[StreamChunk]:
-        payload = build_payload(self.model, request, stream=True)
+        body = _encode(build_payload(self.model, request, stream=True))
         assembler = StreamAssembler(default_model=self.model)
         with self._translate_errors():
-            async with self._http().stream(
-                "POST", self._url(), json=payload, headers=self._headers(), timeout=self.timeout_s
-            ) as response:
-                if response.status_code >= 400:
-                    body = (await response.aread()).decode("utf-8", errors="replace")
-                    raise self._http_error(response.status_code, body)
-                if response.headers.get("content-type", "").startswith("application/json"):
+            async with self._post(body) as response:
+                if response.status >= 400:
+                    raise self._http_error(response.status, _text(await response.read()))
+                if response.headers.get("Content-Type", "").startswith("application/json"):
                     # Some compatible servers ignore ``stream: true``; accept their whole reply.
                     for whole in await self._whole_reply(response):
                         yield whole
                     return
-                async for data in _sse_events(response.aiter_lines()):
+                async for data in _sse_events(_lines(response.content.iter_any())):
                     text = assembler.feed(_decode_json(data, what="stream event"))
                     if text:
                         yield StreamChunk(text=text)
         yield StreamChunk(response=assembler.result())
 
-    async def _whole_reply(self, response: httpx.Response) -> list[StreamChunk]:
-        body = (await response.aread()).decode("utf-8", errors="replace")
-        whole = parse_completion(_decode_json(body, what="response body"), default_model=self.model)
+    async def _whole_reply(self, response: aiohttp.ClientResponse) -> list[StreamChunk]:
+        raw = await response.read()
+        whole = parse_completion(_decode_json(raw, what="response body"), default_model=self.model)
         text = [StreamChunk(text=whole.message.content)] if whole.message.content else []
         return [*text, StreamChunk(response=whole)]
 
-    def _http(self) -> httpx.AsyncClient:
+    def _post(self, body: bytes) -> AbstractAsyncContextManager[aiohttp.ClientResponse]:
+        """``allow_redirects=False`` as httpx did: following a redirect would turn the POST into
+        a GET on some other URL and hide a misconfigured base URL."""
+        return self._http().post(
+            self._target,
+            data=body,
+            headers=self._request_headers,
+            timeout=self._timeout,
+            allow_redirects=False,
+            proxy=self._proxy,
+            proxy_headers=self._proxy_headers,
+        )
+
+    def _http(self) -> aiohttp.ClientSession:
         if self._client is not None:
             return self._client
         loop = asyncio.get_running_loop()
         if self._own_client is None or self._own_client_loop is not loop:
-            self._own_client = httpx.AsyncClient()
+            self._own_client = self._new_session()
             self._own_client_loop = loop
+            self._closer = loop.create_task(_close_with_loop(self._own_client))
         return self._own_client
 
-    def _url(self) -> str:
-        return f"{self.base_url}/chat/completions"
+    def _new_session(self) -> aiohttp.ClientSession:
+        """Configured as httpx was by default, so switching transports changed no deployment:
+        proxies from ``HTTP(S)_PROXY``/``ALL_PROXY``/``NO_PROXY`` and the CA bundle from
+        ``SSL_CERT_FILE``/``SSL_CERT_DIR`` or certifi. Both are read here, once per session:
+        aiohttp's ``trust_env`` would read the environment and ``~/.netrc`` on every request."""
+        self._proxy, proxy_auth = _env_proxy(self._target)
+        self._proxy_headers = None
+        self._request_headers = self._base_headers
+        if proxy_auth is not None and self._target.scheme == "https":
+            # Only the CONNECT that opens the tunnel carries the proxy's credentials.
+            self._proxy_headers = {"Proxy-Authorization": proxy_auth}
+        elif proxy_auth is not None:
+            # Plain HTTP goes to the proxy as it is, so the credentials travel with it.
+            self._request_headers = {**self._base_headers, "Proxy-Authorization": proxy_auth}
+        connector = aiohttp.TCPConnector(
+            limit=_POOL_LIMIT,
+            keepalive_timeout=_KEEPALIVE_S,
+            ssl=_ssl_context() if self._target.scheme == "https" else True,
+        )
+        return aiohttp.ClientSession(connector=connector)
 
     def _headers(self) -> dict[str, str]:
-        headers = {"Accept": "application/json"}
-        if self._api_key:
-            headers["Authorization"] = f"Bearer {self._api_key}"
-        return headers
+        return self._request_headers
 
     def _redact(self, text: str) -> str:
         return text.replace(self._api_key, "***") if self._api_key else text
@@ -152,24 +209,75 @@ class OpenAICompatModel:
 
     @contextlib.contextmanager
     def _translate_errors(self) -> Iterator[None]:
-        """Turn transport failures into Soma errors so callers never need to know about httpx."""
+        """Turn transport failures into Soma errors so callers never need to know about aiohttp.
+
+        aiohttp's timeouts (connect and read alike) are ``TimeoutError`` subclasses; a caller's
+        own ``asyncio.timeout`` reaches this code as a cancellation instead, so it passes."""
         try:
             yield
-        except httpx.TimeoutException as exc:
+        except TimeoutError as exc:
             raise ModelTimeout(
                 f"{self.name} did not answer within {self.timeout_s:g}s",
                 hint="raise SOMA_MODEL_TIMEOUT_S or use a faster model",
             ) from exc
-        except httpx.ConnectError as exc:
+        except aiohttp.ClientConnectorError as exc:
             raise ModelError(
                 f"cannot connect to {self.name}: {self._redact(str(exc)) or type(exc).__name__}",
                 hint=f"is an OpenAI-compatible server running at {self.base_url}? "
                 "(set SOMA_OPENAI_BASE_URL)",
             ) from exc
-        except httpx.HTTPError as exc:
+        except aiohttp.ClientError as exc:
             raise ModelError(
                 f"{self.name} request failed: {self._redact(str(exc)) or type(exc).__name__}"
             ) from exc
+
+
+async def _close_with_loop(session: aiohttp.ClientSession) -> None:
+    """Wait for the loop's shutdown, which cancels this task, then close the session on it:
+    after the loop has closed, nothing could close the sockets and aiohttp logs an error."""
+    try:
+        await asyncio.get_running_loop().create_future()
+    finally:
+        await session.close()
+
+
+def _env_proxy(target: URL) -> tuple[URL | None, str | None]:
+    """The proxy httpx would have used for ``target`` (environment variables only), and the
+    ``Proxy-Authorization`` its URL's credentials call for: a header we set ourselves, because
+    aiohttp deprecates ``proxy_auth``."""
+    proxies = urllib.request.getproxies_environment()
+    if not proxies or urllib.request.proxy_bypass(target.host or ""):
+        return None, None
+    value = proxies.get(target.scheme) or proxies.get("all")
+    if not value:
+        return None, None
+    proxy = URL(value if "://" in value else f"http://{value}")
+    if proxy.user is None:
+        return proxy, None
+    credentials = f"{proxy.user}:{proxy.password or ''}".encode()
+    basic = f"Basic {base64.b64encode(credentials).decode()}"
+    return proxy.with_user(None), basic
+
+
+def _ssl_context() -> ssl.SSLContext:
+    """The CA bundle httpx trusted: ``SSL_CERT_FILE``, else ``SSL_CERT_DIR``, else certifi's
+    (not the system store, which slim containers may lack)."""
+    if os.environ.get("SSL_CERT_FILE"):
+        return ssl.create_default_context(cafile=os.environ["SSL_CERT_FILE"])
+    if os.environ.get("SSL_CERT_DIR"):
+        return ssl.create_default_context(capath=os.environ["SSL_CERT_DIR"])
+    import certifi  # an httpx dependency, always installed with Soma
+
+    return ssl.create_default_context(cafile=certifi.where())
+
+
+def _encode(payload: dict[str, Any]) -> bytes:
+    """Compact UTF-8 JSON, as httpx sent it: smaller than ``json.dumps``' default spacing."""
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", errors="replace")
 
 
 def build_payload(model: str, request: ModelRequest, *, stream: bool) -> dict[str, Any]:
@@ -386,6 +494,28 @@ class StreamAssembler:
         return self._last_index
 
 
+async def _lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[str]:
+    """Lines of a byte stream, ended by LF, CRLF or CR as SSE allows, however the chunks split
+    them. Our own splitting, not aiohttp's ``readline``, which fails on lines over 128 KiB (a
+    tool call that writes a file may stream its arguments as one event). A CRLF split between
+    two chunks yields one extra blank line, which SSE ignores."""
+    pending: list[bytes] = []  # the unfinished line, joined once it ends: no quadratic copying
+    async for chunk in chunks:
+        if b"\r" in chunk:
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        if b"\n" not in chunk:
+            pending.append(chunk)
+            continue
+        first, *lines, rest = chunk.split(b"\n")
+        pending.append(first)
+        yield _text(b"".join(pending))
+        for line in lines:
+            yield _text(line)
+        pending = [rest] if rest else []
+    if pending:
+        yield _text(b"".join(pending))
+
+
 async def _sse_events(lines: AsyncIterator[str]) -> AsyncIterator[str]:
     """The ``data:`` payloads of a server-sent-event stream, up to the ``[DONE]`` sentinel."""
     async for line in lines:
@@ -398,10 +528,17 @@ async def _sse_events(lines: AsyncIterator[str]) -> AsyncIterator[str]:
             yield data
 
 
-def _decode_json(text: str, *, what: str) -> Any:
+def _decode_json(raw: str | bytes, *, what: str) -> Any:
+    """Bytes are parsed as they came (``json.loads`` detects UTF-8); decoding them to text
+    first would copy every response body once more on the proxy's hot path. Invalid UTF-8
+    (some servers split a multi-byte character between tokens) is replaced, not fatal."""
     try:
-        return json.loads(text)
+        return json.loads(raw)
+    except UnicodeDecodeError:
+        assert isinstance(raw, bytes)  # text is never decoded
+        return _decode_json(_text(raw), what=what)
     except json.JSONDecodeError as exc:
+        text = raw if isinstance(raw, str) else _text(raw)
         raise ModelOutputError(
             f"model server sent a {what} that is not JSON ({exc.msg}): {_preview(text)}",
             hint="is the base URL pointing at an OpenAI-compatible /v1 endpoint?",
