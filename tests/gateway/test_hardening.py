@@ -146,3 +146,12 @@ def test_malformed_json_and_unknown_routes_get_error_bodies(gateway: LiveGateway
     assert missing.status_code == 404
     assert missing.json()["error"]["type"] == "not_found"
     assert wrong_scheme.status_code == 401
+
+
+def test_health_and_readiness(gateway: LiveGateway) -> None:
+    with httpx.Client(base_url=gateway.url) as client:
+        assert client.get("/healthz").json() == {"status": "ok"}
+        ready = client.get("/readyz")
+    # A gateway made without the engine (a model gateway) is ready without it.
+    assert ready.status_code == 200
+    assert ready.json() == {"ready": True, "checks": {"store": "ok"}}

@@ -182,7 +182,7 @@ def test_streaming_sends_role_deltas_finish_and_usage(
     text = "The quick brown fox jumps over the lazy dog, twice, for good measure."
     answer(model_table, lambda request: text)
     stream = client(gateway).chat.completions.create(
-        model="persona:developer",
+        model="scripted",
         messages=[{"role": "user", "content": "Tell me about foxes"}],
         stream=True,
         stream_options={"include_usage": True},
@@ -195,9 +195,7 @@ def test_streaming_sends_role_deltas_finish_and_usage(
     assert len(deltas) > 1  # really streamed, not one piece
     assert "".join(deltas) == text
     assert len({c.id for c in chunks}) == 1
-    assert all(
-        c.object == "chat.completion.chunk" and c.model == "persona:developer" for c in chunks
-    )
+    assert all(c.object == "chat.completion.chunk" and c.model == "scripted" for c in chunks)
     finishing = [c for c in chunks if c.choices and c.choices[0].finish_reason]
     assert [c.choices[0].finish_reason for c in finishing] == ["stop"]
     last = chunks[-1]
@@ -480,6 +478,27 @@ def test_secrets_in_persona_replies_are_masked_and_audited(
     assert records[0].project_id is None
 
 
+def test_streamed_persona_replies_are_governed_too(
+    gateway: LiveGateway, model_table: dict[str, Any]
+) -> None:
+    answer(model_table, lambda request: f"Deploy with the key {SECRET} and you are done.")
+    chunks = list(
+        client(gateway).chat.completions.create(
+            model="persona:developer",
+            messages=[{"role": "user", "content": "How do I deploy?"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert SECRET not in text
+    assert text.startswith("Deploy with the key ")
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert chunks[-1].usage is not None
+    records = gateway.services.store.list_audit(tenant_id="acme")
+    assert [(r.effect, r.rule_id) for r in records] == [("redact", "redact-cloud-tokens")]
+
+
 def test_provider_models_are_not_governed(
     gateway: LiveGateway, model_table: dict[str, Any]
 ) -> None:
@@ -519,8 +538,12 @@ def test_denied_persona_replies_are_withheld(
             model="persona:developer", messages=[{"role": "user", "content": "codes?"}]
         )
     assert "deny-launch-codes" in caught.value.message
+    with pytest.raises(openai.PermissionDeniedError):
+        client(denying_gateway).chat.completions.create(
+            model="persona:developer", messages=[{"role": "user", "content": "codes?"}], stream=True
+        )
     records = denying_gateway.services.store.list_audit(tenant_id="acme")
-    assert [(r.effect, r.rule_id) for r in records] == [("deny", "deny-launch-codes")]
+    assert [(r.effect, r.rule_id) for r in records] == [("deny", "deny-launch-codes")] * 2
 
 
 # --- a real upstream ---------------------------------------------------------------------------

@@ -44,6 +44,7 @@ def test_project_over_http(engine_gateway: LiveGateway, model_table: dict[str, A
     dev = {"Authorization": f"Bearer {engine_gateway.key('acme', 'developer')}"}
     reviewer = {"Authorization": f"Bearer {engine_gateway.key('acme', 'reviewer')}"}
     with httpx.Client(base_url=engine_gateway.url, timeout=60) as client:
+        assert client.get("/readyz").json()["checks"] == {"store": "ok", "engine": "ok"}
         created = client.post(
             "/api/v1/projects",
             json={"goal": "a word-count CLI", "planner": "template", "concurrency": 4},

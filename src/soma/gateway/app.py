@@ -78,6 +78,7 @@ def create_app(svc: Services, *, engine: bool = False, worker: bool = False) -> 
         lifespan=lifespan,
     )
     app.state.services = svc
+    app.state.engine_expected = engine or worker
     install_error_handlers(app)
     # The OpenAI-compatible router first: routers are tried in order, and the proxy is the
     # hottest path (measured ~60 µs a request saved; no paths overlap, so order is otherwise moot).

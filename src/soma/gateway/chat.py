@@ -89,7 +89,7 @@ _SSE_DONE = b"data: [DONE]\n\n"
 @dataclass(frozen=True, slots=True)
 class Target:
     """What a requested model name stands for. ``persona`` is set for the governed names
-    (``persona:``/``capsule:``), whose non-streamed replies pass the constitution."""
+    (``persona:``/``capsule:``), whose replies, streamed or not, pass the constitution."""
 
     model: Model
     system: str | None = None

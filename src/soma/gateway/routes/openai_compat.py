@@ -51,10 +51,10 @@ async def list_models(request: Request, who: Chatter) -> Response:
 )
 async def chat_completions(body: ChatCompletionRequest, request: Request, who: Chatter) -> Response:
     """Replies of ``persona:`` and ``capsule:`` models pass the constitution's ``model_output``
-    check (secrets masked, denied replies answered 403) unless streamed: a stream's deltas are
-    already on the wire before the whole text could be judged, and masking cannot be applied
-    reliably to pieces of it (a secret may straddle two deltas). Streaming replies are
-    therefore not governed; that is a documented limitation."""
+    check (secrets masked, denied replies answered 403), streamed or not. Masking cannot be
+    applied reliably to deltas (a secret may straddle two of them), so a governed reply is
+    judged whole and then sent as a stream of one delta; provider models stream as they
+    generate."""
     chat = chat_for(request)
     request_id = str(request.scope.get("soma.request_id") or secrets.token_hex(8))
     try:
@@ -77,8 +77,8 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, who: C
         )
     prepared = model_request(body, target)
     completion_id = f"chatcmpl-{request_id}"
-    if body.stream:
-        include_usage = body.stream_options is not None and body.stream_options.include_usage
+    include_usage = body.stream_options is not None and body.stream_options.include_usage
+    if body.stream and target.persona is None:
         return await _stream(
             chat, target, prepared, completion_id, body.model, include_usage, quota, quota_key
         )
@@ -90,9 +90,25 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, who: C
     await _charge(chat, quota, quota_key, response)
     if target.persona is not None:
         response = await asyncio.to_thread(chat.govern, target, response, tenant)
+    if body.stream:
+        writer = ChunkWriter(completion_id, body.model)
+        return StreamingResponse(
+            _replay(writer, response, include_usage),
+            media_type="text/event-stream",
+            headers=_STREAM_HEADERS,
+        )
     return Response(
         completion_body(response, completion_id=completion_id, model=body.model), media_type=_JSON
     )
+
+
+async def _replay(
+    writer: ChunkWriter, response: ModelResponse, include_usage: bool
+) -> AsyncIterator[bytes]:
+    """A governed reply, already judged whole, as a stream."""
+    yield writer.role()
+    for event in writer.ending(response, streamed_text=False, usage=include_usage):
+        yield event
 
 
 async def _charge(chat: Chat, quota: Limit, key: str, response: ModelResponse) -> None:
