@@ -89,3 +89,23 @@ def test_admin_adds_users(gateway: LiveGateway) -> None:
         )
         assert bad.status_code == 422
         assert bad.json()["error"]["field"] == "email"
+
+
+def test_identity_changes_are_audited_with_their_actor(gateway: LiveGateway) -> None:
+    admin_key = gateway.key("acme", "admin")
+    admin = {"Authorization": f"Bearer {admin_key}"}
+    with httpx.Client(base_url=gateway.url, headers=admin) as client:
+        me = client.get("/api/v1/me").json()
+        user = client.post("/api/v1/users", json={"email": "x@acme.test", "role": "viewer"})
+        key = client.post("/api/v1/keys", json={"name": "ci"}).json()
+        client.delete(f"/api/v1/keys/{key['id']}")
+        records = [r for r in client.get("/api/v1/audit").json() if r["actor"] != "system"]
+    actor = f"user:{me['user_id']} via key {me['key_id']}"
+    assert [(r["actor"], r["tool"]) for r in records] == [
+        (actor, "user.create"),
+        (actor, "key.create"),
+        (actor, "key.revoke"),
+    ]
+    assert user.json()["id"] in records[0]["reason"]
+    assert key["key"] not in str(records)
+    assert gateway.services.store.verify_audit("acme").ok

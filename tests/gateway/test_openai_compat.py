@@ -460,6 +460,13 @@ def test_exhausted_token_quota_is_a_rate_limit_error_with_retry_after(
 # --- governance --------------------------------------------------------------------------------
 
 
+def model_decisions(gateway: LiveGateway) -> list[Any]:
+    """The tenant's audit records about model output (creating the test's users and keys
+    audits identity changes too)."""
+    records = gateway.services.store.list_audit(tenant_id="acme")
+    return [r for r in records if r.action_kind != "identity"]
+
+
 def test_secrets_in_persona_replies_are_masked_and_audited(
     gateway: LiveGateway, model_table: dict[str, Any]
 ) -> None:
@@ -471,7 +478,7 @@ def test_secrets_in_persona_replies_are_masked_and_audited(
     assert SECRET not in content
     assert content.startswith("Deploy with the key ")
     assert content.endswith(" and you are done.")
-    records = gateway.services.store.list_audit(tenant_id="acme")
+    records = model_decisions(gateway)
     assert [(r.actor, r.action_kind, r.effect, r.rule_id) for r in records] == [
         ("developer (chat)", "model_output", "redact", "redact-cloud-tokens")
     ]
@@ -495,7 +502,7 @@ def test_streamed_persona_replies_are_governed_too(
     assert text.startswith("Deploy with the key ")
     assert chunks[0].choices[0].delta.role == "assistant"
     assert chunks[-1].usage is not None
-    records = gateway.services.store.list_audit(tenant_id="acme")
+    records = model_decisions(gateway)
     assert [(r.effect, r.rule_id) for r in records] == [("redact", "redact-cloud-tokens")]
 
 
@@ -507,7 +514,7 @@ def test_provider_models_are_not_governed(
         model="scripted", messages=[{"role": "user", "content": "x"}]
     )
     assert result.choices[0].message.content == f"key: {SECRET}"
-    assert gateway.services.store.list_audit(tenant_id="acme") == []
+    assert model_decisions(gateway) == []
 
 
 @pytest.fixture
@@ -542,7 +549,7 @@ def test_denied_persona_replies_are_withheld(
         client(denying_gateway).chat.completions.create(
             model="persona:developer", messages=[{"role": "user", "content": "codes?"}], stream=True
         )
-    records = denying_gateway.services.store.list_audit(tenant_id="acme")
+    records = model_decisions(denying_gateway)
     assert [(r.effect, r.rule_id) for r in records] == [("deny", "deny-launch-codes")] * 2
 
 

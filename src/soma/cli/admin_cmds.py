@@ -6,6 +6,8 @@ database), not as a user, so they need no credentials of their own.
 
 from __future__ import annotations
 
+import getpass
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -64,7 +66,7 @@ def create_user(
 ) -> None:
     """Create a user with a role in a tenant."""
     with _open() as (identity, _):
-        user = identity.create_user(tenant, email, role, name)
+        user = identity.create_user(tenant, email, role, name, actor=_cli_actor())
     console.print(
         f"created user [bold]{escape(user.email)}[/] ({user.role}) in tenant"
         f" {escape(user.tenant_id)}: id {user.id}"
@@ -108,7 +110,7 @@ def create_key(
     with _open() as (identity, store):
         user = store.get_user_by_email(tenant, email.strip().lower())
         record, plaintext = identity.create_key(
-            tenant, user.id, name, scopes=scope, expires_in_s=expires_in_s
+            tenant, user.id, name, scopes=scope, expires_in_s=expires_in_s, actor=_cli_actor()
         )
     err_console.print(
         f"created API key [bold]{record.id}[/] ({escape(record.name)}) for {escape(user.email)}"
@@ -153,8 +155,16 @@ def revoke_key(
 ) -> None:
     """Revoke an API key: requests with it are refused from now on."""
     with _open() as (identity, _):
-        key = identity.revoke_key(tenant, key_id)
+        key = identity.revoke_key(tenant, key_id, actor=_cli_actor())
     console.print(f"revoked API key [bold]{key.id}[/] ({escape(key.name)})")
+
+
+def _cli_actor() -> str:
+    """The audit actor of an admin command: the operating-system account that ran it."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no login name for this uid (some containers)
+        return f"cli:uid-{os.getuid()}"
 
 
 def _scopes(key: ApiKeyRecord) -> str:

@@ -8,24 +8,12 @@ value so the digest can be reproduced from what the rest of the system stores.
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
-from pydantic_core import to_jsonable_python
-
 from soma.store import DEFAULT_TENANT, AuditRecord, Store
-from soma.store.audit import canonical_json
+from soma.store.audit import digest
 
 __all__ = ["digest", "record_decision"]
-
-
-def digest(value: Any) -> str:
-    """sha256 hex of ``value`` as canonical JSON (sorted keys, no whitespace).
-
-    Anything pydantic can serialize is accepted (models, dataclasses, datetimes, paths...); a
-    string is hashed as a JSON string, so ``digest("x")`` is the hash of ``"x"`` with quotes.
-    """
-    return hashlib.sha256(canonical_json(to_jsonable_python(value)).encode("utf-8")).hexdigest()
 
 
 def record_decision(

@@ -19,7 +19,7 @@ import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TypeGuard
+from typing import Any, TypeGuard
 
 from soma.errors import Conflict, Forbidden, NotFound, SomaError, Unauthorized
 from soma.identity import keys, sessions
@@ -34,11 +34,14 @@ from soma.identity.permissions import (
 )
 from soma.identity.principal import Principal
 from soma.store import ApiKeyRecord, Store, TenantRecord, UserRecord
+from soma.store.audit import digest
 from soma.store.tables import utcnow
 
 CACHE_TTL_S = 5.0
 TOUCH_INTERVAL = timedelta(minutes=1)
 MIN_SECRET_BYTES = 32
+SYSTEM = "system"
+"""The audit actor of identity changes made with no caller to name (OIDC sign-ups, tests)."""
 TENANT_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
 _MAX_EMAIL = 320
@@ -124,30 +127,59 @@ class Identity:
             tokens_per_min=tokens_per_min,
         )
 
-    def create_user(self, tenant_id: str, email: str, role: str, name: str = "") -> UserRecord:
+    def create_user(
+        self, tenant_id: str, email: str, role: str, name: str = "", *, actor: str = SYSTEM
+    ) -> UserRecord:
         """A new user of an existing tenant; Conflict if the email is taken there.
 
         Emails are stored lower-cased, so ``Ann@X.org`` and ``ann@x.org`` are one user.
         """
-        return self._store.create_user(
+        user = self._store.create_user(
             tenant_id,
             _new_user_id(),
             _normalize_email(email),
             _check_role(role),
             _check_name(name, "user name"),
         )
+        self._audit(tenant_id, actor, "user.create", {"user": user.id, "role": user.role})
+        return user
 
-    def set_user_disabled(self, tenant_id: str, user_id: str, disabled: bool = True) -> UserRecord:
+    def set_user_disabled(
+        self, tenant_id: str, user_id: str, disabled: bool = True, *, actor: str = SYSTEM
+    ) -> UserRecord:
         """Disable (or re-enable) a user; their keys and sessions stop working at once here."""
         user = self._store.set_user_disabled(tenant_id, user_id, disabled)
         self._forget_all()
+        operation = "user.disable" if disabled else "user.enable"
+        self._audit(tenant_id, actor, operation, {"user": user_id})
         return user
 
-    def set_tenant_disabled(self, tenant_id: str, disabled: bool = True) -> TenantRecord:
+    def set_tenant_disabled(
+        self, tenant_id: str, disabled: bool = True, *, actor: str = SYSTEM
+    ) -> TenantRecord:
         """Disable (or re-enable) a whole tenant."""
         tenant = self._store.set_tenant_disabled(tenant_id, disabled)
         self._forget_all()
+        operation = "tenant.disable" if disabled else "tenant.enable"
+        self._audit(tenant_id, actor, operation, {"tenant": tenant_id})
         return tenant
+
+    def _audit(self, tenant_id: str, actor: str, operation: str, subject: dict[str, Any]) -> None:
+        """Identity changes join the tenant's tamper-evident audit chain next to policy
+        decisions, so "who gave this key its access" has the same answer trail as "who ran
+        this command". Only ids and roles are recorded (as a digest), never a secret."""
+        self._store.append_audit(
+            tenant_id=tenant_id,
+            project_id=None,
+            node_id=None,
+            actor=actor,
+            action_kind="identity",
+            tool=operation,
+            arguments_digest=digest(subject),
+            rule_id=None,
+            effect="allow",
+            reason=f"{operation} " + " ".join(f"{k}={v}" for k, v in sorted(subject.items())),
+        )
 
     # -- API keys ------------------------------------------------------------------------------
 
@@ -159,6 +191,7 @@ class Identity:
         *,
         scopes: Iterable[Permission] | None = None,
         expires_in_s: int | None = None,
+        actor: str = SYSTEM,
     ) -> tuple[ApiKeyRecord, str]:
         """A new key for a user, and its plaintext, which exists only in this return value.
 
@@ -193,16 +226,23 @@ class Identity:
             scopes=None if granted is None else sorted(granted),
             expires_at=expires_at,
         )
+        self._audit(
+            tenant_id,
+            actor,
+            "key.create",
+            {"key": record.id, "user": user_id, "scopes": record.scopes},
+        )
         return record, new.plaintext
 
     def list_keys(self, tenant_id: str, user_id: str | None = None) -> list[ApiKeyRecord]:
         """The tenant's keys (of one user, if given), revoked and expired ones included."""
         return self._store.list_api_keys(tenant_id, user_id)
 
-    def revoke_key(self, tenant_id: str, key_id: str) -> ApiKeyRecord:
+    def revoke_key(self, tenant_id: str, key_id: str, *, actor: str = SYSTEM) -> ApiKeyRecord:
         """Revoke a key of this tenant; it is refused from the next request on."""
         record = self._store.revoke_api_key(tenant_id, key_id)
         self._keys.invalidate(key_id)
+        self._audit(tenant_id, actor, "key.revoke", {"key": key_id, "user": record.user_id})
         return record
 
     # -- authentication ------------------------------------------------------------------------
@@ -350,7 +390,7 @@ class Identity:
             existing = None
         try:
             if existing is None:
-                return self._store.create_user(
+                user = self._store.create_user(
                     tenant_id,
                     _new_user_id(),
                     email,
@@ -359,13 +399,20 @@ class Identity:
                     oidc_issuer=claims.issuer,
                     oidc_subject=claims.subject,
                 )
+                subject = {"user": user.id, "role": role}
+                self._audit(tenant_id, f"oidc:{claims.issuer}", "user.create", subject)
+                return user
             if existing.oidc_subject is not None:
                 raise Unauthorized(
                     f"user {email} is already linked to a different account at"
                     f" {existing.oidc_issuer}",
                     hint="log in with that account, or ask an admin to fix the link",
                 )
-            return self._store.link_user_oidc(tenant_id, existing.id, claims.issuer, claims.subject)
+            linked = self._store.link_user_oidc(
+                tenant_id, existing.id, claims.issuer, claims.subject
+            )
+            self._audit(tenant_id, f"oidc:{claims.issuer}", "user.link", {"user": linked.id})
+            return linked
         except Conflict as exc:  # e.g. the identity is linked to a user in another tenant
             raise Unauthorized(exc.message, hint=exc.hint) from exc
 

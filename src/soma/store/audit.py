@@ -23,6 +23,7 @@ from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic_core import to_jsonable_python
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
@@ -40,6 +41,15 @@ _VERIFY_BATCH = 1000
 def canonical_json(value: Any) -> str:
     """``value`` as canonical JSON: sorted keys, no whitespace, UTF-8 text kept as is."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def digest(value: Any) -> str:
+    """sha256 hex of ``value`` as canonical JSON (sorted keys, no whitespace).
+
+    Anything pydantic can serialize is accepted (models, dataclasses, datetimes, paths...); a
+    string is hashed as a JSON string, so ``digest("x")`` is the hash of ``"x"`` with quotes.
+    """
+    return hashlib.sha256(canonical_json(to_jsonable_python(value)).encode("utf-8")).hexdigest()
 
 
 def _timestamp(value: datetime) -> str:

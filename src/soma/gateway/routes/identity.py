@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response
@@ -52,6 +53,7 @@ async def create_key(body: KeyCreate, who: KeyOwner, svc: Svc) -> KeyCreated:
             body.name,
             scopes=body.scopes,
             expires_in_s=body.expires_in_days * DAY_S if body.expires_in_days else None,
+            actor=_actor(who),
         )
     )
     return KeyCreated(**_key(record).model_dump(), key=secret)
@@ -63,7 +65,9 @@ async def revoke_key(key_id: str, who: KeyOwner, svc: Svc) -> Response:
     key = next((k for k in keys if k.id == key_id), None)
     if key is not None and key.user_id != who.user_id and not who.can(Permission.USERS_MANAGE):
         raise Forbidden("only a tenant admin may revoke another user's key")
-    await asyncio.to_thread(svc.identity.revoke_key, who.tenant_id, key_id)
+    await asyncio.to_thread(
+        functools.partial(svc.identity.revoke_key, who.tenant_id, key_id, actor=_actor(who))
+    )
     return Response(status_code=204)
 
 
@@ -76,9 +80,21 @@ async def list_users(who: Admin, svc: Svc) -> list[UserOut]:
 @router.post("/users", status_code=201, summary="Add a user to the tenant")
 async def create_user(body: UserCreate, who: Admin, svc: Svc) -> UserOut:
     user = await asyncio.to_thread(
-        svc.identity.create_user, who.tenant_id, body.email, body.role, body.name
+        functools.partial(
+            svc.identity.create_user,
+            who.tenant_id,
+            body.email,
+            body.role,
+            body.name,
+            actor=_actor(who),
+        )
     )
     return _user(user)
+
+
+def _actor(who: Principal) -> str:
+    via = f" via key {who.key_id}" if who.key_id else ""
+    return f"user:{who.user_id}{via}"
 
 
 def _key(key: ApiKeyRecord) -> KeyOut:
