@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from soma.cli.main import app
 from soma.constitution import builtin_cases
-from soma.constitution.audit import digest
+from soma.constitution.audit import digest, record_decision
 from soma.settings import Settings
 from soma.store import Store
 
@@ -77,3 +77,26 @@ def test_audit_show_and_verify_detect_tampering(home: dict[str, str]) -> None:
     broken = runner.invoke(app, ["audit", "verify"], env=home)
     assert broken.exit_code == 1
     assert "audit chain broken at record 2" in broken.output
+
+
+def test_audit_show_finds_the_projects_tenant(home: dict[str, str]) -> None:
+    settings = Settings(home=Path(home["SOMA_HOME"]))
+    store = Store.open(settings.store_url)
+    store.create_tenant("acme", "Acme")
+    store.create_project("acme-project", "goal", tenant_id="acme")
+    record_decision(
+        store,
+        tenant_id="acme",
+        project_id="acme-project",
+        actor="developer (write-code)",
+        action_kind="tool_call",
+        tool="shell.exec",
+        arguments={"command": "ls"},
+        effect="allow",
+        reason="acme's decision",
+    )
+    shown = runner.invoke(app, ["audit", "show", "acme-project"], env=home)
+    assert shown.exit_code == 0, shown.output
+    assert "acme's decision" in shown.output
+    whole = runner.invoke(app, ["audit", "show", "--tenant", "acme"], env=home)
+    assert "acme's decision" in whole.output

@@ -11,8 +11,9 @@ from rich.table import Table
 
 from soma.cli.common import console, friendly_errors
 from soma.constitution import run_policy_tests
+from soma.errors import NotFound
 from soma.settings import Settings
-from soma.store import Store
+from soma.store import DEFAULT_TENANT, Store
 
 audit_app = typer.Typer(
     help="The tamper-evident audit log of policy decisions.", no_args_is_help=True
@@ -47,11 +48,20 @@ def audit_verify(
 @audit_app.command("show")
 @friendly_errors
 def audit_show(
-    project: Annotated[str, typer.Argument(help="Project id.")],
+    project: Annotated[
+        str | None, typer.Argument(help="Project id; omit for the tenant's whole log.")
+    ] = None,
+    tenant: Annotated[
+        str | None,
+        typer.Option(help="Tenant whose log to show (default: the project's, else 'default')."),
+    ] = None,
     limit: Annotated[int, typer.Option(help="At most this many records.")] = 200,
 ) -> None:
-    """List a project's policy decisions: who, what, rule, effect, why."""
-    records = Store.open(Settings().store_url).list_audit(project_id=project, limit=limit)
+    """List policy decisions and identity changes: who, what, rule, effect, why."""
+    store = Store.open(Settings().store_url)
+    if tenant is None:
+        tenant = _tenant_of(store, project)
+    records = store.list_audit(project_id=project, tenant_id=tenant, limit=limit)
     table = Table("#", "time", "actor", "action", "tool", "effect", "rule", "reason")
     for record in records:
         style = EFFECT_STYLE.get(record.effect, "")
@@ -66,6 +76,17 @@ def audit_show(
             escape(record.reason[:80]),
         )
     console.print(table)
+
+
+def _tenant_of(store: Store, project: str | None) -> str:
+    """The project's tenant; the default one when there is no project row (decisions can be
+    recorded before it, and outlive it)."""
+    if project is None:
+        return DEFAULT_TENANT
+    try:
+        return store.project_tenant(project)
+    except NotFound:
+        return DEFAULT_TENANT
 
 
 @policy_app.command("test")
