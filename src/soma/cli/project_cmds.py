@@ -20,7 +20,7 @@ from soma.orchestrator.server import EmbeddedTemporal, connect
 from soma.orchestrator.types import ReviewDecision
 from soma.orchestrator.worker import build_worker
 from soma.settings import Settings
-from soma.store import Store
+from soma.store import DEFAULT_TENANT, Store
 
 review_app = typer.Typer(help="Human review gates: list, approve, reject.", no_args_is_help=True)
 server_app = typer.Typer(help="The embedded Temporal server.", no_args_is_help=True)
@@ -83,12 +83,13 @@ def status(
     project: Annotated[
         str | None, typer.Argument(help="Project id; omit to list projects.")
     ] = None,
+    tenant: Annotated[str, typer.Option(help="Whose projects to list.")] = DEFAULT_TENANT,
 ) -> None:
     """List projects, or show one project's nodes, from the store."""
     store = Store.open(Settings().store_url)
     if project is None:
         table = Table("project", "status", "planner", "tokens", "created", "goal")
-        for item in store.list_projects():
+        for item in store.list_projects(tenant):
             tokens = item.usage_input_tokens + item.usage_output_tokens
             table.add_row(
                 item.id,
@@ -100,7 +101,8 @@ def status(
             )
         console.print(table)
         return
-    record = store.get_project(project)
+    tenant = store.project_tenant(project)
+    record = store.get_project(project, tenant)
     console.print(f"[bold]{record.id}[/] {record.status} — {record.goal}")
     console.print(f"workspace: {record.workspace_path}")
     if record.error:
@@ -108,7 +110,7 @@ def status(
     table = Table(
         "node", "capsule", "status", "attempts", "steps", "tokens", "commit", "last event"
     )
-    for node in store.list_nodes(project):
+    for node in store.list_nodes(project, tenant_id=tenant):
         table.add_row(
             node.node_id,
             node.capsule or "",
@@ -131,16 +133,16 @@ def logs(
 ) -> None:
     """Print a project's events (model calls, tool calls, node changes, reviews)."""
     store = Store.open(Settings().store_url)
-    store.get_project(project)
+    tenant = store.project_tenant(project)
     last = 0
     while True:
-        for event in store.list_events(project, after_id=last):
+        for event in store.list_events(project, after_id=last, tenant_id=tenant):
             last = event.id
             node = f"[bold]{event.node_id}[/] " if event.node_id else ""
             console.print(
                 f"{event.created_at:%H:%M:%S} {node}[cyan]{event.kind}[/] {escape(event.message)}"
             )
-        if not follow or store.get_project(project).finished_at is not None:
+        if not follow or store.get_project(project, tenant).finished_at is not None:
             return
         time.sleep(1.0)
 
@@ -159,11 +161,13 @@ def cancel(project: Annotated[str, typer.Argument(help="Project id.")]) -> None:
 
 @review_app.command("list")
 @friendly_errors
-def review_list() -> None:
+def review_list(
+    tenant: Annotated[str, typer.Option(help="Whose review gates to list.")] = DEFAULT_TENANT,
+) -> None:
     """Pending review gates."""
     store = Store.open(Settings().store_url)
     table = Table("project", "node", "round", "opened")
-    for review in store.list_reviews(status="pending"):
+    for review in store.list_reviews(status="pending", tenant_id=tenant):
         table.add_row(
             review.project_id,
             review.node_id,
@@ -176,7 +180,9 @@ def review_list() -> None:
 def _decide(project: str, node: str, approved: bool, comment: str) -> None:
     settings = Settings()
     store = Store.open(settings.store_url)
-    pending = store.list_reviews(status="pending", project_id=project)
+    pending = store.list_reviews(
+        status="pending", tenant_id=store.project_tenant(project), project_id=project
+    )
     gate = next((review for review in pending if review.node_id == node), None)
     if gate is None:
         raise NotFound(
