@@ -26,6 +26,10 @@ class Permission(StrEnum):
     """Create, list and revoke one's own API keys."""
     USERS_MANAGE = "users:manage"
     """Create users, and list and revoke anybody's keys, in one's tenant."""
+    MARKET_PUBLISH = "market:publish"
+    """Register publisher keys, publish, yank and rate packages."""
+    MARKET_INSTALL = "market:install"
+    """Install packages into, and remove them from, the tenant's library."""
 
 
 _VIEW = frozenset(
@@ -42,7 +46,13 @@ _VIEW = frozenset(
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     "viewer": _VIEW,
     "reviewer": _VIEW | {Permission.REVIEWS_DECIDE, Permission.AUDIT_READ},
-    "developer": _VIEW | {Permission.PROJECTS_WRITE, Permission.CHAT},
+    "developer": _VIEW
+    | {
+        Permission.PROJECTS_WRITE,
+        Permission.CHAT,
+        Permission.MARKET_PUBLISH,
+        Permission.MARKET_INSTALL,
+    },
     "admin": frozenset(Permission),
 }
 
