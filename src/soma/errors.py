@@ -139,3 +139,7 @@ class RateLimited(SomaError):
 
 class PayloadTooLarge(SomaError):
     """A request body or field is bigger than the configured limit."""
+
+
+class PackageRefused(SomaError):
+    """A marketplace package failed verification: tampered, unsigned, untrusted or malformed."""

@@ -21,6 +21,7 @@ from soma.cli import project_cmds, serve_cmd
 from soma.cli.admin_cmds import admin_app
 from soma.cli.common import console, err_console, friendly_errors, load_library
 from soma.cli.governance_cmds import audit_app, policy_app
+from soma.cli.market_cmds import market_app
 from soma.cli.progress import ProgressPrinter, summary_table
 from soma.cli.project_cmds import review_app, server_app
 from soma.errors import NotFound, SpecError
@@ -49,6 +50,7 @@ app.add_typer(server_app, name="server")
 app.add_typer(audit_app, name="audit")
 app.add_typer(policy_app, name="policy")
 app.add_typer(admin_app, name="admin")
+app.add_typer(market_app, name="market")
 app.command()(project_cmds.run)
 app.command()(project_cmds.status)
 app.command()(project_cmds.logs)

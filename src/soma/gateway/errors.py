@@ -18,6 +18,7 @@ from soma.errors import (
     Conflict,
     Forbidden,
     NotFound,
+    PackageRefused,
     PayloadTooLarge,
     RateLimited,
     SomaError,
@@ -37,6 +38,7 @@ _STATUS: tuple[tuple[type[SomaError], int], ...] = (
     (Conflict, 409),
     (PayloadTooLarge, 413),
     (SpecError, 422),
+    (PackageRefused, 422),
     (RateLimited, 429),
     (EngineUnavailable, 503),
 )
