@@ -17,7 +17,7 @@ from rich.table import Table
 from soma import __version__
 from soma.agents.capsule_runner import run_capsule
 from soma.agents.evals import run_eval
-from soma.cli import project_cmds, serve_cmd
+from soma.cli import market_pack_cmds, market_registry_cmds, project_cmds, serve_cmd
 from soma.cli.admin_cmds import admin_app
 from soma.cli.common import console, err_console, friendly_errors, load_library
 from soma.cli.governance_cmds import audit_app, policy_app
@@ -51,6 +51,8 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(policy_app, name="policy")
 app.add_typer(admin_app, name="admin")
 app.add_typer(market_app, name="market")
+# Imported for their side effect: they register their commands on market_app.
+_MARKET_COMMANDS = (market_pack_cmds, market_registry_cmds)
 app.command()(project_cmds.run)
 app.command()(project_cmds.status)
 app.command()(project_cmds.logs)
