@@ -3,26 +3,47 @@
 Tenant B's objects are made through the store directly (a project with a run, events, a
 pending review, an audit record, a user and a key), so this test needs no engine; the routes
 must refuse before they would reach it.
+
+The marketplace catalogue is shared by every tenant by design: tenant A may read, download and
+rate tenant B's published package. What B owns there is its publisher name (A may neither yank
+B's versions nor add keys to B's publisher), and its installs and trusted keys, which no route
+may show to A.
 """
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import httpx
 import pytest
 
 from soma.constitution.audit import record_decision
 from soma.gateway.app import create_app
+from soma.marketplace.archive import read_manifest
+from soma.marketplace.signing import PublisherKey
 from tests.gateway.conftest import LiveGateway
 from tests.gateway.test_rbac import EXPECTED, PUBLIC, app_routes
+from tests.marketplace._build import capsule_dir, signed
 
 B_PROJECT = "beta-secret-project"
 B_NODE = "build"
+B_PUBLISHER = "beta-pub"
+B_PACKAGE = "beta-widget"
+B_PRIVATE = "beta-private"
+"""Marks what B installed and from where: tenant-owned, so never in an answer to A."""
+# Shared by design (see the module docstring): A reaches B's package through these.
+SHARED_MARKET = {
+    ("GET", "/api/v1/market/packages/{name}"),
+    ("GET", "/api/v1/market/packages/{name}/{version}"),
+    ("GET", "/api/v1/market/packages/{name}/{version}/archive"),
+    ("POST", "/api/v1/market/packages/{name}/rating"),
+    ("GET", "/api/v1/market/publishers/{publisher}/keys"),
+}
 
 
 @pytest.fixture
-def beta(gateway: LiveGateway) -> dict[str, str]:
+def beta(gateway: LiveGateway, tmp_path: Path) -> dict[str, str]:
     """Tenant B's objects; returns the ids a curious tenant-A user might try."""
     gateway.key("beta", "admin")
     store = gateway.services.store
@@ -46,11 +67,23 @@ def beta(gateway: LiveGateway) -> dict[str, str]:
     )
     beta_user = store.list_users("beta")[0]
     beta_key = gateway.services.identity.list_keys("beta", beta_user.id)[0]
+    publisher = PublisherKey.generate(B_PUBLISHER)
+    store.add_publisher_key("beta", B_PUBLISHER, publisher.key_id, publisher.public_text)
+    data, signature = signed(capsule_dir(tmp_path, B_PACKAGE), publisher)
+    store.add_package_version(
+        read_manifest(data), signature.digest, signature, data, tenant_id="beta", user_id="b"
+    )
+    private = read_manifest(signed(capsule_dir(tmp_path, B_PRIVATE), publisher)[0])
+    store.record_install("beta", private, "0" * 64, f"https://{B_PRIVATE}.test")
+    store.trust_publisher_key("beta", B_PRIVATE, publisher.key_id, publisher.public_text)
     return {
         "project_id": B_PROJECT,
         "node_id": B_NODE,
         "key_id": beta_key.id,
         "ref": "write-code",
+        "name": B_PACKAGE,
+        "version": "1.0.0",
+        "publisher": B_PUBLISHER,
     }
 
 
@@ -66,10 +99,12 @@ def test_tenant_a_cannot_see_or_touch_tenant_b(gateway: LiveGateway, beta: dict[
             body = _body(method, path)
             response = client.request(method, url, json=body)
             text = response.text
-            owns_object = "{" in path and "{ref}" not in path
+            owns_object = (
+                "{" in path and "{ref}" not in path and (method, path) not in SHARED_MARKET
+            )
             if owns_object and response.status_code not in (403, 404):
                 leaks.append(f"{method} {url}: {response.status_code} {text[:200]}")
-            markers = (B_PROJECT, "beta's", beta["key_id"], "@beta.test")
+            markers = (B_PROJECT, "beta's", beta["key_id"], "@beta.test", B_PRIVATE)
             if response.status_code < 400 and any(m in text for m in markers):
                 leaks.append(f"{method} {url} shows tenant B's data: {text[:200]}")
     assert not leaks, "\n".join(leaks)
@@ -78,6 +113,8 @@ def test_tenant_a_cannot_see_or_touch_tenant_b(gateway: LiveGateway, beta: dict[
     assert [r.status for r in store.list_reviews("pending", "beta")] == ["pending"]
     key = gateway.services.identity.list_keys("beta", None)[0]
     assert key.revoked_at is None
+    assert not store.get_package_version(B_PACKAGE, "1.0.0").yanked
+    assert [k.tenant_id for k in store.publisher_keys(B_PUBLISHER)] == ["beta"]
 
 
 def _body(method: str, path: str) -> dict[str, object] | None:
@@ -91,6 +128,12 @@ def _body(method: str, path: str) -> dict[str, object] | None:
         return {"email": "probe@acme.test", "role": "viewer"}
     if path == "/api/v1/projects":
         return None  # creating in one's own tenant is not a cross-tenant probe
+    if path.endswith("/yank"):
+        return {"reason": "probe"}
+    if path.endswith("/rating"):
+        return {"stars": 1}
+    if path.endswith("/keys") and path.startswith("/api/v1/market/"):
+        return {"public_key": PublisherKey.generate("probe").public_text}
     return {"comment": "probe"}
 
 

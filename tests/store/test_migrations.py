@@ -13,7 +13,16 @@ from soma.store import Store
 from soma.store.store import MIGRATIONS_DIR, _normalize_url
 from soma.store.tables import Base
 
-TABLES = {"projects", "nodes", "events", "reviews", "activity_results", "alembic_version"}
+TABLES = {
+    "projects",
+    "nodes",
+    "events",
+    "reviews",
+    "activity_results",
+    "alembic_version",
+    "market_versions",
+    "market_trust",
+}
 
 
 def _head() -> str | None:
@@ -90,4 +99,4 @@ def test_plain_postgresql_url_gets_psycopg() -> None:
 def test_migration_files_ship_in_the_package() -> None:
     assert (MIGRATIONS_DIR / "env.py").is_file()
     assert (MIGRATIONS_DIR / "script.py.mako").is_file()
-    assert _head() == "0003"
+    assert _head() == "0004"

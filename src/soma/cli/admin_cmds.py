@@ -19,6 +19,7 @@ from rich.table import Table
 
 from soma.cli.common import console, err_console, friendly_errors
 from soma.identity import Identity, Permission, load_secret_key
+from soma.marketplace.catalogue import trust_catalogue_keys
 from soma.settings import Settings
 from soma.store import ApiKeyRecord, Store
 from soma.store.tables import utcnow
@@ -49,10 +50,13 @@ def create_tenant(
     ] = None,
 ) -> None:
     """Create a tenant (an organisation: its own users, keys, projects and audit log)."""
-    with _open() as (identity, _):
+    with _open() as (identity, store):
         tenant = identity.create_tenant(
             tenant_id, name, requests_per_min=requests_per_min, tokens_per_min=tokens_per_min
         )
+        # A new tenant trusts the instance's built-in catalogue, like the tenants that existed
+        # when it was published.
+        trust_catalogue_keys(store, tenant.id)
     console.print(f"created tenant [bold]{escape(tenant.id)}[/] ({escape(tenant.name)})")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -19,6 +20,8 @@ from soma.gateway.routes import (
     identity,
     library,
     login,
+    market,
+    market_installs,
     openai_compat,
     projects,
     reviews,
@@ -28,6 +31,7 @@ from soma.identity.login import LoginProvider
 from soma.identity.oidc import OIDCClient
 from soma.identity.secret import load_secret_key
 from soma.identity.service import Identity
+from soma.marketplace.catalogue import publish_builtin_catalogue
 from soma.models.protocol import Model
 from soma.models.registry import resolve_model
 from soma.orchestrator.server import connect
@@ -55,6 +59,7 @@ def create_app(svc: Services, *, engine: bool = False, worker: bool = False) -> 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             stack.push_async_callback(svc.limiter.close)
+            await asyncio.to_thread(publish_builtin_catalogue, svc.store, svc.settings)
             if (engine or worker) and svc.temporal is None:
                 svc.temporal = await connect(svc.settings)
             if worker:
@@ -82,7 +87,18 @@ def create_app(svc: Services, *, engine: bool = False, worker: bool = False) -> 
     install_error_handlers(app)
     # The OpenAI-compatible router first: routers are tried in order, and the proxy is the
     # hottest path (measured ~60 µs a request saved; no paths overlap, so order is otherwise moot).
-    routers = (openai_compat, health, login, identity, projects, reviews, library, governance)
+    routers = (
+        openai_compat,
+        health,
+        login,
+        identity,
+        projects,
+        reviews,
+        library,
+        governance,
+        market,
+        market_installs,
+    )
     for module in routers:
         app.include_router(module.router)
     settings = svc.settings

@@ -1,6 +1,6 @@
 """The store: SomaAgentHub's own records of projects, plan nodes, events, reviews,
-idempotent activity results, the audit log, and tenants, users and API keys, on SQLite (default,
-under SOMA_HOME) or PostgreSQL.
+idempotent activity results, the audit log, tenants, users and API keys, and the marketplace's
+packages, installs and trusted keys, on SQLite (default, under SOMA_HOME) or PostgreSQL.
 
 Open it with ``Store.open(settings.store_url)``; the schema is migrated to head on open.
 """
@@ -12,16 +12,20 @@ from soma.store.records import (
     AuditRecord,
     AuditVerification,
     EventRecord,
+    InstalledPackage,
     NodeFields,
     NodeRecord,
     NodeStatus,
+    PackageDoc,
     Planner,
     ProjectFields,
     ProjectRecord,
     ProjectStatus,
+    PublisherKeyRecord,
     ReviewRecord,
     ReviewStatus,
     TenantRecord,
+    TrustedKeyRecord,
     UserRecord,
 )
 from soma.store.store import Store
@@ -33,16 +37,20 @@ __all__ = [
     "AuditVerification",
     "Conflict",
     "EventRecord",
+    "InstalledPackage",
     "NodeFields",
     "NodeRecord",
     "NodeStatus",
+    "PackageDoc",
     "Planner",
     "ProjectFields",
     "ProjectRecord",
     "ProjectStatus",
+    "PublisherKeyRecord",
     "ReviewRecord",
     "ReviewStatus",
     "Store",
     "TenantRecord",
+    "TrustedKeyRecord",
     "UserRecord",
 ]

@@ -12,6 +12,8 @@ from typing import Any, Literal
 from pydantic import AliasChoices, AwareDatetime, BaseModel, ConfigDict, Field, with_config
 from typing_extensions import TypedDict
 
+from soma.marketplace.manifest import Manifest, PackageKind
+
 DEFAULT_TENANT = "default"
 
 ProjectStatus = Literal[
@@ -229,3 +231,51 @@ class ApiKeyRecord(_Record):
     expires_at: datetime | None
     revoked_at: datetime | None
     last_used_at: datetime | None
+
+
+class PublisherKeyRecord(_Record):
+    """A signing key registered for a publisher name; ``tenant_id`` owns the name."""
+
+    publisher: str
+    key_id: str
+    tenant_id: str
+    public_key: str
+    created_at: datetime
+
+
+class TrustedKeyRecord(_Record):
+    """A publisher key one tenant trusts for what it installs."""
+
+    tenant_id: str
+    publisher: str
+    key_id: str
+    public_key: str
+    added_at: datetime
+
+
+class InstalledPackage(_Record):
+    """A package version installed into a tenant's library, and where it came from.
+
+    ``source`` is the registry URL it was downloaded from, or ``local`` for this instance's own
+    registry. The manifest is kept so dependents can be found without the archive.
+    """
+
+    tenant_id: str
+    name: str
+    version: str
+    kind: PackageKind
+    publisher: str
+    digest: str
+    manifest: Manifest
+    source: str
+    installed_at: datetime
+
+
+class PackageDoc(_Record):
+    """What the search index needs of a package: its latest non-yanked version's text."""
+
+    name: str
+    kind: PackageKind
+    publisher: str
+    description: str
+    tags: tuple[str, ...]

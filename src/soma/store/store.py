@@ -33,6 +33,7 @@ from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 from soma.errors import Conflict, NotFound, SomaError
 from soma.store.audit import AuditMixin
 from soma.store.identity import IdentityMixin
+from soma.store.market import MarketMixin
 from soma.store.records import (
     DEFAULT_TENANT,
     NODE_TERMINAL,
@@ -68,7 +69,7 @@ class UsageTotals(NamedTuple):
     output_tokens: int
 
 
-class Store(IdentityMixin, AuditMixin):
+class Store(IdentityMixin, AuditMixin, MarketMixin):
     """Thread-safe access to the store database. Build it with :meth:`Store.open`."""
 
     def __init__(self, engine: Engine) -> None:

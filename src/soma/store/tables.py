@@ -14,11 +14,13 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    CheckConstraint,
     DateTime,
     Dialect,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -299,3 +301,94 @@ class ApiKey(Base):
     expires_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
     last_used_at: Mapped[datetime | None]
+
+
+# -- marketplace -------------------------------------------------------------------------------
+
+
+class MarketPublisher(Base):
+    """One signing key of a publisher name in the registry.
+
+    The tenant that registered a name's first key owns the name: only it may add keys or publish
+    under it. Every row of one publisher carries the same ``tenant_id`` (the store enforces
+    it), so ownership is one indexed read rather than a table of its own.
+    """
+
+    __tablename__ = "market_publishers"
+
+    publisher: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(64), index=True)
+    public_key: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class MarketVersion(Base):
+    """One published, immutable package version with its archive.
+
+    The catalogue is shared by every tenant by design (it is what tenants install from), so it is
+    not scoped by tenant; ``published_tenant``/``published_by`` record who published it.
+    ``kind``, ``publisher``, ``description`` and ``tags`` repeat the manifest so listings and the
+    search index never load the manifest or the archive.
+    """
+
+    __tablename__ = "market_versions"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    publisher: Mapped[str] = mapped_column(String(64), index=True)
+    description: Mapped[str] = mapped_column(Text)
+    tags: Mapped[list[str]] = mapped_column(JSONType)
+    manifest: Mapped[dict[str, Any]]
+    digest: Mapped[str] = mapped_column(String(64))
+    signature: Mapped[dict[str, Any]]
+    archive: Mapped[bytes] = mapped_column(LargeBinary)
+    size: Mapped[int] = mapped_column(Integer)
+    yanked: Mapped[bool] = _flag()
+    yank_reason: Mapped[str | None] = mapped_column(Text)
+    downloads: Mapped[int] = _count()
+    published_at: Mapped[datetime] = mapped_column(default=utcnow)
+    published_tenant: Mapped[str] = mapped_column(String(64))
+    published_by: Mapped[str] = mapped_column(String(64))
+
+
+class MarketRating(Base):
+    """One user's rating of a package (any version); rating again replaces it."""
+
+    __tablename__ = "market_ratings"
+    __table_args__ = (CheckConstraint("stars BETWEEN 1 AND 5", name="stars_range"),)
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    stars: Mapped[int] = mapped_column(Integer)
+    rated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class MarketInstall(Base):
+    """A package installed into a tenant's library: one version per name and tenant."""
+
+    __tablename__ = "market_installs"
+
+    tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    publisher: Mapped[str] = mapped_column(String(64))
+    digest: Mapped[str] = mapped_column(String(64))
+    manifest: Mapped[dict[str, Any]]
+    source: Mapped[str] = mapped_column(Text)
+    installed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class MarketTrust(Base):
+    """A publisher key that a tenant trusts to sign what it installs."""
+
+    __tablename__ = "market_trust"
+
+    tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    publisher: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    public_key: Mapped[str] = mapped_column(Text)
+    added_at: Mapped[datetime] = mapped_column(default=utcnow)
