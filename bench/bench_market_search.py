@@ -120,10 +120,14 @@ def timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def latencies(index: SearchIndex, batch: list[str]) -> tuple[float, float]:
-    """(p50, p99) in milliseconds of ``index.search`` over ``batch``."""
-    samples = sorted(timed(lambda q=q: index.search(q)) for q in batch)
-    return 1e3 * percentile(samples, 0.50), 1e3 * percentile(samples, 0.99)
+def latencies(index: SearchIndex, batch: list[str]) -> tuple[str, str]:
+    """(p50, p99) of ``index.search`` over ``batch``."""
+    return spread(sorted(timed(lambda q=q: index.search(q)) for q in batch))
+
+
+def spread(samples: list[float]) -> tuple[str, str]:
+    """p50 and p99 of sorted seconds, in milliseconds to two places (lexical is sub-ms)."""
+    return f"{1e3 * percentile(samples, 0.50):.2f}", f"{1e3 * percentile(samples, 0.99):.2f}"
 
 
 def percentile(sorted_values: list[float], fraction: float) -> float:
@@ -145,8 +149,8 @@ def main() -> None:
     first_pass = latencies(lexical, batch)
     rows.append(("lexical, first pass", len(lexical), build, len(batch), *first_pass))
     rows.append(("lexical", len(lexical), "", len(batch), *latencies(lexical, batch)))
-    upsert = 1e3 * timed(lambda: lexical.upsert(extra))
-    rows.append(("lexical, upsert one", len(lexical), "", 1, upsert, upsert))
+    upsert = spread([timed(lambda: lexical.upsert(extra))])
+    rows.append(("lexical, upsert one", len(lexical), "", 1, *upsert))
 
     embedder = default_embedder()
     if embedder is None:
@@ -155,11 +159,10 @@ def main() -> None:
         hybrid = SearchIndex(embedder)
         build = timed(lambda: hybrid.upsert_many(docs))
         rows.append(("hybrid", len(hybrid), build, len(batch), *latencies(hybrid, batch)))
-        samples = sorted(timed(lambda q=q: embedder.embed([q])) for q in batch)
-        p50, p99 = 1e3 * percentile(samples, 0.5), 1e3 * percentile(samples, 0.99)
-        rows.append(("  of which: embed the query", "", "", len(batch), p50, p99))
-        upsert = 1e3 * timed(lambda: hybrid.upsert(extra))
-        rows.append(("hybrid, upsert one", len(hybrid), "", 1, upsert, upsert))
+        embedding = spread(sorted(timed(lambda q=q: embedder.embed([q])) for q in batch))
+        rows.append(("  of which: embed the query", "", "", len(batch), *embedding))
+        upsert = spread([timed(lambda: hybrid.upsert(extra))])
+        rows.append(("hybrid, upsert one", len(hybrid), "", 1, *upsert))
 
     model = embedder.name if embedder is not None else "none"
     print_table(

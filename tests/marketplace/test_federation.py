@@ -40,9 +40,14 @@ class Instance:
     url: str
     tenant: str
     key: str
+    admin_key: str
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.key}"}
+
+    def admin_headers(self) -> dict[str, str]:
+        """Trusting a publisher key is for tenant admins only."""
+        return {"Authorization": f"Bearer {self.admin_key}"}
 
 
 def _free_port() -> int:
@@ -52,15 +57,18 @@ def _free_port() -> int:
         return port
 
 
-def _prepare(home: Path, tenant: str) -> str:
-    """A tenant with a developer and an API key, written before the gateway starts."""
+def _prepare(home: Path, tenant: str) -> tuple[str, str]:
+    """A tenant with a developer and an admin, and a key of each, written before the gateway
+    starts."""
     settings = Settings(home=home)
     with Store.open(settings.store_url) as store:
         identity = Identity(store, load_secret_key(settings))
         identity.create_tenant(tenant)
         user = identity.create_user(tenant, f"dev@{tenant}.test", "developer")
         _, key = identity.create_key(tenant, user.id, "federation")
-    return key
+        admin = identity.create_user(tenant, f"admin@{tenant}.test", "admin")
+        _, admin_key = identity.create_key(tenant, admin.id, "federation-admin")
+    return key, admin_key
 
 
 def _start(home: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -95,10 +103,10 @@ def instances(tmp_path: Path) -> Iterator[tuple[Instance, Instance]]:
     try:
         for name, tenant in (("a", "alpha"), ("b", "beta")):
             home = tmp_path / name
-            key = _prepare(home, tenant)
+            key, admin_key = _prepare(home, tenant)
             process, url = _start(home)
             started.append(process)
-            pair.append(Instance(home, url, tenant, key))
+            pair.append(Instance(home, url, tenant, key, admin_key))
         yield pair[0], pair[1]
     finally:
         for process in started:
@@ -155,6 +163,12 @@ def test_install_from_another_instance(
         f"{b.url}/api/v1/market/trust",
         json={"publisher": "acme", "public_key": key.public_text},
         headers=b.headers(),
+    )
+    assert trusted.status_code == 403, "a developer may not widen the tenant's trust"
+    trusted = httpx.post(
+        f"{b.url}/api/v1/market/trust",
+        json={"publisher": "acme", "public_key": key.public_text},
+        headers=b.admin_headers(),
     )
     assert trusted.status_code == 201, trusted.text
     assert trusted.json()["key_id"] == key.key_id

@@ -9,6 +9,7 @@ embedding model; the lexical-only index is checked to miss them, which keeps the
 from __future__ import annotations
 
 import logging
+import threading
 import zlib
 from collections.abc import Sequence
 
@@ -454,6 +455,32 @@ def test_ties_are_broken_by_name() -> None:
     index = SearchIndex(None)
     index.upsert_many(SearchDoc(f"pkg-{c}", "capsule", "acme", "same words") for c in "cab")
     assert names(index.search("same")) == ["pkg-a", "pkg-b", "pkg-c"]
+
+
+def test_concurrent_writers_and_readers_keep_the_index_consistent() -> None:
+    index = SearchIndex(HashEmbedder())
+    index.upsert_many(CORPUS)
+    errors: list[BaseException] = []
+
+    def churn(worker: int) -> None:
+        try:
+            for round_ in range(50):
+                name = f"tmp-{worker}-{round_ % 5}"
+                index.upsert(SearchDoc(name, "capsule", "acme", f"scratch package {round_}"))
+                index.search("scratch package")
+                index.remove(name)
+                assert names(index.search("security review"))[0] == "security-review"
+        except BaseException as exc:  # surfaced below: a thread's assertion is otherwise lost
+            errors.append(exc)
+
+    threads = [threading.Thread(target=churn, args=(worker,)) for worker in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len(index) == len(CORPUS)
+    assert not [hit for hit in index.search("scratch package") if hit.name.startswith("tmp-")]
 
 
 # ---- the model and the fallback -------------------------------------------------------

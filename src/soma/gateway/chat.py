@@ -63,6 +63,7 @@ from soma.models.types import (
     ToolSpec,
     Usage,
 )
+from soma.specs.library import Library
 from soma.specs.models import Capsule, Persona
 
 log = logging.getLogger("soma.gateway")
@@ -114,60 +115,70 @@ class Chat:
             dict.fromkeys([settings.model, *settings.gateway_models])
         )
         self._created = int(time.time())
-        self._targets: dict[str, Target] = {}
-        self._constitutions: dict[str, Constitution] = {}
-        self._listing: bytes | None = None
+        self._providers: dict[str, Target] = {}
+        self._targets: dict[tuple[str, str], tuple[Library, Target]] = {}
+        self._constitutions: dict[tuple[str, str], tuple[Library, Constitution]] = {}
+        self._listings: dict[str, tuple[Library, bytes]] = {}
         self._upstream = settings.openai_base_url.rstrip("/")
 
     # --- models ------------------------------------------------------------------------------
 
-    def listing(self) -> bytes:
-        """The ``/v1/models`` body, serialised once: the library and settings do not change
-        while the process runs."""
-        if self._listing is None:
-            library = self.svc.library
+    def listing(self, tenant_id: str) -> bytes:
+        """The ``/v1/models`` body of a tenant, serialised once per version of its library
+        (an install adds models; the settings do not change while the process runs)."""
+        library = self.svc.library_for(tenant_id)
+        cached = self._listings.get(tenant_id)
+        if cached is None or cached[0] is not library:
             cards = [
                 *(self._card(PERSONA_PREFIX + p.name, "soma") for p in library.personas()),
                 *(self._card(CAPSULE_PREFIX + c.name, "soma") for c in library.capsules()),
                 *(self._card(spec, spec.partition(":")[0]) for spec in self.providers),
             ]
-            self._listing = ModelList(data=cards).model_dump_json().encode()
-        return self._listing
+            cached = (library, ModelList(data=cards).model_dump_json().encode())
+            self._listings[tenant_id] = cached
+        return cached[1]
 
     def _card(self, name: str, owner: str) -> ModelCard:
         return ModelCard(id=name, created=self._created, owned_by=owner)
 
-    async def target(self, name: str) -> Target:
-        """The target of a model name; NotFound for a name this gateway does not serve.
+    async def target(self, name: str, tenant_id: str) -> Target:
+        """The target of a model name for a tenant; NotFound for a name it cannot use.
 
         The first resolution of a name runs in a thread because it may construct the provider
-        (the local model loads its weights); later ones are a dictionary read."""
-        found = self._targets.get(name)
-        if found is None:
-            found = await asyncio.to_thread(self._resolve, name)
+        (the local model loads its weights); later ones are a dictionary read, plus a check
+        that the tenant's library has not changed for persona and capsule names."""
+        provider = self._providers.get(name)
+        if provider is not None:
+            return provider
+        if name in self.providers:
+            provider = await asyncio.to_thread(lambda: Target(model=self.svc.models(name)))
+            self._providers[name] = provider
+            return provider
+        if not name.startswith((PERSONA_PREFIX, CAPSULE_PREFIX)):
+            raise NotFound(f"model '{name}' does not exist", hint=_LIST_HINT)
+        library = self.svc.library_for(tenant_id)
+        cached = self._targets.get((tenant_id, name))
+        if cached is None or cached[0] is not library:
+            target = await asyncio.to_thread(self._resolve, name, library)
             if len(self._targets) >= _MAX_TARGETS:
                 self._targets.clear()
-            self._targets[name] = found
-        return found
+            cached = (library, target)
+            self._targets[(tenant_id, name)] = cached
+        return cached[1]
 
-    def _resolve(self, name: str) -> Target:
-        if name.startswith((PERSONA_PREFIX, CAPSULE_PREFIX)):
-            kind, _, ref = name.partition(":")
-            library = self.svc.library
-            capsule: Capsule | None = None
-            try:
-                if kind == "capsule":
-                    capsule = library.capsule(ref)
-                persona = library.persona(capsule.persona if capsule else ref)
-            except SomaError as exc:
-                raise NotFound(
-                    f"model '{name}' does not exist: {exc.message}",
-                    hint=f"{exc.hint}; {_LIST_HINT}" if exc.hint else _LIST_HINT,
-                ) from None
-            return self._governed(persona, capsule)
-        if name in self.providers:
-            return Target(model=self.svc.models(name))
-        raise NotFound(f"model '{name}' does not exist", hint=_LIST_HINT)
+    def _resolve(self, name: str, library: Library) -> Target:
+        kind, _, ref = name.partition(":")
+        capsule: Capsule | None = None
+        try:
+            if kind == "capsule":
+                capsule = library.capsule(ref)
+            persona = library.persona(capsule.persona if capsule else ref)
+        except SomaError as exc:
+            raise NotFound(
+                f"model '{name}' does not exist: {exc.message}",
+                hint=f"{exc.hint}; {_LIST_HINT}" if exc.hint else _LIST_HINT,
+            ) from None
+        return self._governed(persona, capsule)
 
     def _governed(self, persona: Persona, capsule: Capsule | None) -> Target:
         if capsule is None:
@@ -188,17 +199,17 @@ class Chat:
 
     # --- governance --------------------------------------------------------------------------
 
-    def constitution(self, capsule: Capsule | None) -> Constitution:
-        """The default constitution made stricter by the capsule's policies, compiled once,
-        exactly as the orchestrator governs the same capsule's agents."""
-        key = capsule.ref if capsule else ""
-        compiled = self._constitutions.get(key)
-        if compiled is None:
-            library = self.svc.library
+    def constitution(self, capsule: Capsule | None, tenant_id: str) -> Constitution:
+        """The default constitution made stricter by the capsule's policies, compiled once per
+        tenant library, exactly as the orchestrator governs the same capsule's agents."""
+        library = self.svc.library_for(tenant_id)
+        key = (tenant_id, capsule.ref if capsule else "")
+        cached = self._constitutions.get(key)
+        if cached is None or cached[0] is not library:
             layers = [library.constitution(ref) for ref in capsule.policies] if capsule else []
-            compiled = Constitution.compile(library.constitution("default"), *layers)
-            self._constitutions[key] = compiled
-        return compiled
+            cached = (library, Constitution.compile(library.constitution("default"), *layers))
+            self._constitutions[key] = cached
+        return cached[1]
 
     def govern(self, target: Target, response: ModelResponse, tenant_id: str) -> ModelResponse:
         """The reply as the client may see it: secrets masked, or Forbidden when a rule denies
@@ -213,7 +224,7 @@ class Chat:
         )
         message = response.message
         action = Action(kind="model_output", text=message.content or "")
-        decision = self.constitution(target.capsule).check(subject, action)
+        decision = self.constitution(target.capsule, tenant_id).check(subject, action)
         record_decision(
             self.svc.store,
             tenant_id=tenant_id,

@@ -15,6 +15,7 @@ from soma.identity.service import Identity
 from soma.models.protocol import Model
 from soma.settings import Settings
 from soma.specs.library import Library
+from soma.specs.tenant_libraries import TenantLibraries
 from soma.store import Store
 
 ModelResolver = Callable[[str], Model]
@@ -41,7 +42,14 @@ class Services:
     secret_key: bytes
     temporal: Client | None = None
     oidc: LoginProvider | None = None
+    libraries: TenantLibraries | None = None
     _tenant_limits: dict[str, tuple[float, TenantLimits]] = field(default_factory=dict)
+
+    def library_for(self, tenant_id: str) -> Library:
+        """The tenant's library: the shared one plus its installed packages."""
+        if self.libraries is None:
+            self.libraries = TenantLibraries(self.settings.home, self.library)
+        return self.libraries.get(tenant_id)
 
     def engine(self) -> Client:
         if self.temporal is None:

@@ -47,6 +47,7 @@ from soma.marketplace.signing import (
 )
 from soma.marketplace.sources import PackageSource
 from soma.settings import Settings
+from soma.specs import tenant_libraries as libraries
 from soma.specs.library import Library
 from soma.specs.versions import parse_range
 from soma.store import DEFAULT_TENANT, InstalledPackage, Store, TrustedKeyRecord
@@ -62,20 +63,12 @@ _LOCK_FILE = ".install.lock"
 
 def tenant_library_dir(settings: Settings, tenant_id: str) -> Path:
     """The library directory a tenant's packages are installed into (see the module doc)."""
-    if not _TENANT_RE.match(tenant_id):
-        raise SomaError(
-            f"invalid tenant id {tenant_id!r}",
-            hint="tenant ids are lowercase letters, digits and dashes",
-        )
-    if tenant_id == DEFAULT_TENANT:
-        return settings.home / "library"
-    return settings.home / "tenants" / tenant_id / "library"
+    return libraries.tenant_library_dir(settings.home, tenant_id)
 
 
 def load_tenant_library(settings: Settings, tenant_id: str) -> Library:
     """The built-in catalogue plus the tenant's own library (installed packages included)."""
-    directory = tenant_library_dir(settings, tenant_id)
-    return Library.from_dirs(directory, builtin=True) if directory.is_dir() else Library.builtin()
+    return libraries.TenantLibraries(settings.home).get(tenant_id)
 
 
 class StoreTrust:

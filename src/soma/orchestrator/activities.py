@@ -51,6 +51,7 @@ from soma.orchestrator.types import (
 )
 from soma.settings import Settings
 from soma.specs.library import Library
+from soma.specs.tenant_libraries import TenantLibraries
 from soma.store import DEFAULT_TENANT, Store
 from soma.tools import ToolContext, ToolRegistry
 from soma.tools.sandbox import Sandbox
@@ -87,12 +88,13 @@ class SomaActivities:
     ) -> None:
         self.settings = settings
         self.library = library
+        self.libraries = TenantLibraries(settings.home, library)
         self.registry = registry
         self.sandbox = sandbox
         self.store = store
         self._models = models
         self._model_cache: dict[str, Model] = {}
-        self._constitutions: dict[str, Constitution] = {}
+        self._constitutions: dict[tuple[str, str], tuple[Library, Constitution]] = {}
         self._tenants: dict[str, str] = {}
 
     def all(self) -> list[Callable[..., Any]]:
@@ -112,15 +114,23 @@ class SomaActivities:
             self._model_cache[spec] = self._models(spec)
         return self._model_cache[spec]
 
-    def constitution(self, capsule_ref: str | None) -> Constitution:
-        """The platform constitution made stricter by the capsule's own policies, compiled once."""
-        key = capsule_ref or ""
-        if key not in self._constitutions:
-            base = self.library.constitution("default")
-            policies = self.library.capsule(capsule_ref).policies if capsule_ref else []
-            layers = [self.library.constitution(ref) for ref in policies]
-            self._constitutions[key] = Constitution.compile(base, *layers)
-        return self._constitutions[key]
+    def library_for(self, project_id: str) -> Library:
+        """The project's tenant's library: the worker's base plus the tenant's installs."""
+        return self.libraries.get(self.tenant(project_id))
+
+    def constitution(self, capsule_ref: str | None, tenant: str = DEFAULT_TENANT) -> Constitution:
+        """The platform constitution made stricter by the capsule's own policies, compiled
+        once per tenant library (recompiled when an install changes that library)."""
+        library = self.libraries.get(tenant)
+        key = (tenant, capsule_ref or "")
+        cached = self._constitutions.get(key)
+        if cached is None or cached[0] is not library:
+            base = library.constitution("default")
+            policies = library.capsule(capsule_ref).policies if capsule_ref else []
+            layers = [library.constitution(ref) for ref in policies]
+            cached = (library, Constitution.compile(base, *layers))
+            self._constitutions[key] = cached
+        return cached[1]
 
     def _checked(
         self,
@@ -132,7 +142,7 @@ class SomaActivities:
         action: Action,
     ) -> Decision:
         """Constitution.check, with the decision appended to the audit chain under ``key``."""
-        decision = self.constitution(capsule).check(subject, action)
+        decision = self.constitution(capsule, subject.tenant).check(subject, action)
         if action.kind == "tool_call":
             evidence: Any = (
                 decision.arguments if decision.arguments is not None else action.arguments
@@ -179,8 +189,9 @@ class SomaActivities:
         """Resolve capsule and persona and build the agent's task (reads knowledge files)."""
         p = params.params
         try:
-            capsule = self.library.capsule(p.capsule)
-            persona = self.library.persona(capsule.persona)
+            library = await asyncio.to_thread(self.library_for, p.project_id)
+            capsule = library.capsule(p.capsule)
+            persona = library.persona(capsule.persona)
             task = build_task(
                 capsule,
                 persona,
@@ -314,7 +325,8 @@ class SomaActivities:
         """A critic judges an output against the constitution's principles."""
 
         async def call() -> CritiqueVerdict:
-            spec = self.library.constitution("default")
+            library = await asyncio.to_thread(self.library_for, params.project_id)
+            spec = library.constitution("default")
             principles = "\n".join(f"- {p.id}: {p.text.strip()}" for p in spec.principles)
             request = ModelRequest(
                 messages=[
@@ -377,7 +389,8 @@ class SomaActivities:
         """Write artifacts and commit as the agent: the run's mark in the workspace history."""
 
         async def call() -> FinishResult:
-            capsule = self.library.capsule(params.capsule)
+            library = await asyncio.to_thread(self.library_for, params.project_id)
+            capsule = library.capsule(params.capsule)
             identity = AgentIdentity(
                 persona=params.persona, capsule=capsule.name, run_id=params.run_id
             )
@@ -402,8 +415,9 @@ class SomaActivities:
         """``review: auto``: a reviewer persona judges the output against the capsule's purpose."""
 
         async def call() -> ReviewDecision:
-            capsule = self.library.capsule(params.capsule)
-            reviewer = self.library.persona("code-reviewer")
+            library = await asyncio.to_thread(self.library_for, params.project_id)
+            capsule = library.capsule(params.capsule)
+            reviewer = library.persona("code-reviewer")
             request = ModelRequest(
                 messages=[
                     Message.system(

@@ -116,6 +116,20 @@ class Library:
             library._load_dir(_as_dir(directory))
         return library
 
+    def extended(self, *dirs: Dir) -> Library:
+        """A new library: this one's specs, then ``dirs`` overriding them (this one is not
+        changed, so a shared base can be extended per tenant)."""
+        library = Library()
+        for mine, theirs in (
+            (self._capsules, library._capsules),
+            (self._personas, library._personas),
+            (self._constitutions, library._constitutions),
+        ):
+            theirs.items = {name: dict(versions) for name, versions in mine.items.items()}
+        for directory in dirs:
+            library._load_dir(_as_dir(directory))
+        return library
+
     # --- lookups -------------------------------------------------------------------------------
 
     def capsule(self, ref: str) -> Capsule:

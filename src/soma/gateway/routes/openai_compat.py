@@ -40,7 +40,7 @@ _STREAM_HEADERS = {"x-accel-buffering": "no"}  # proxies such as nginx must not 
     response_model=ModelList,
 )
 async def list_models(request: Request, who: Chatter) -> Response:
-    return Response(chat_for(request).listing(), media_type=_JSON)
+    return Response(chat_for(request).listing(who.tenant_id), media_type=_JSON)
 
 
 @router.post(
@@ -58,7 +58,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, who: C
     chat = chat_for(request)
     request_id = str(request.scope.get("soma.request_id") or secrets.token_hex(8))
     try:
-        target = await chat.target(body.model)
+        target = await chat.target(body.model, who.tenant_id)
     except NotFound as exc:
         return error_response(404, str(exc), "model")
     except ModelError as exc:  # the provider could not be set up (not installed, misconfigured)

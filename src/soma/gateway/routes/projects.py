@@ -37,7 +37,7 @@ async def create_project(body: ProjectCreate, who: Writer, svc: Svc) -> ProjectO
         svc.engine(),
         svc.settings,
         svc.store,
-        svc.library,
+        svc.library_for(who.tenant_id),
         body.goal,
         model_spec=body.model or svc.settings.model,
         planner=body.planner,
