@@ -192,3 +192,34 @@ def test_a_signature_over_other_bytes_is_refused(gateway: LiveGateway, tmp_path:
         response = http.post("/packages", json=upload(data, sign(other, key)))
     assert response.status_code == 422
     assert "changed after signing" in response.json()["error"]["message"]
+
+
+def test_an_install_reaches_the_tenants_library_and_models_only(
+    gateway: LiveGateway, tmp_path: Path
+) -> None:
+    """Installed over the API, a capsule is usable by its tenant at once (library routes,
+    /v1/models), without a restart — and other tenants do not see it."""
+    key = PublisherKey.generate("acme-tools")
+    data, signature = signed(capsule_dir(tmp_path / "a", "lint-sql"), key)
+    admin = {"Authorization": f"Bearer {gateway.key('acme', 'admin')}"}
+    other = {"Authorization": f"Bearer {gateway.key('globex', 'admin')}"}
+    with httpx.Client(base_url=gateway.url, headers=admin, timeout=30) as http:
+        assert http.get("/api/v1/capsules/lint-sql").status_code == 404
+        http.post(
+            "/api/v1/market/publishers/acme-tools/keys", json={"public_key": key.public_text}
+        ).raise_for_status()
+        http.post("/api/v1/market/packages", json=upload(data, signature)).raise_for_status()
+        http.post(
+            "/api/v1/market/trust", json={"publisher": "acme-tools", "public_key": key.public_text}
+        ).raise_for_status()
+        installed = http.post("/api/v1/market/installed", json={"name": "lint-sql"})
+        assert installed.status_code == 201, installed.text
+
+        assert http.get("/api/v1/capsules/lint-sql").json()["version"] == "1.0.0"
+        models = {m["id"] for m in http.get("/v1/models").json()["data"]}
+        assert "capsule:lint-sql" in models
+        others = httpx.get(f"{gateway.url}/api/v1/capsules/lint-sql", headers=other)
+        assert others.status_code == 404
+
+        assert http.delete("/api/v1/market/installed/lint-sql").status_code == 204
+        assert http.get("/api/v1/capsules/lint-sql").status_code == 404
