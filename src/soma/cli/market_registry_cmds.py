@@ -24,6 +24,7 @@ from soma.cli.admin_cmds import _cli_actor
 from soma.cli.common import console, err_console, friendly_errors
 from soma.cli.market_cmds import market_app
 from soma.errors import NotFound, SomaError
+from soma.marketplace.catalogue import publish_builtin_catalogue
 from soma.marketplace.installer import Installer, StoreTrust
 from soma.marketplace.manifest import PackageKind, PackageSummary, PublishedVersion
 from soma.marketplace.registry import LocalSource, Registry
@@ -57,8 +58,11 @@ Tenant = Annotated[str, typer.Option("--tenant", help="The local tenant whose li
 
 @contextmanager
 def _store() -> Iterator[tuple[Settings, Store]]:
+    """This instance's store, with the built-in catalogue published in it, as `soma serve`
+    does at start (idempotent and quick once done), so the local registry is never empty."""
     settings = Settings()
     with Store.open(settings.store_url) as store:
+        publish_builtin_catalogue(store, settings)
         yield settings, store
 
 
