@@ -30,6 +30,8 @@ class Permission(StrEnum):
     """Register publisher keys, publish, yank and rate packages."""
     MARKET_INSTALL = "market:install"
     """Install packages into, and remove them from, the tenant's library."""
+    SECRETS_MANAGE = "secrets:manage"
+    """Set, list (names only) and delete the tenant's secrets, e.g. adapter credentials."""
     MARKET_TRUST = "market:trust"
     """Trust a publisher's key for the whole tenant: what installs will accept from then on."""
 

@@ -14,15 +14,27 @@ from soma.tools.sandbox import Sandbox
 from soma.workspace import AgentIdentity, Workspace
 
 
+class SecretReader(Protocol):
+    """A tenant's secrets as adapters read them (credentials): by name, None when unset.
+
+    Values never go into a ``ToolResult``'s output or data; adapters mask them if an upstream
+    echoes them back."""
+
+    def get(self, name: str) -> str | None: ...
+
+
 @dataclass
 class ToolContext:
-    """Everything a tool may touch for one agent: its project, its sandbox, its identity."""
+    """Everything a tool may touch for one agent: its project, its sandbox, its identity, and
+    its tenant's secrets (for adapters that call external services)."""
 
     workspace: Workspace
     sandbox: Sandbox
     agent: AgentIdentity
     timeout_s: float = 60.0
     memory_mb: int = 1024
+    tenant_id: str = "default"
+    secrets: SecretReader | None = None
 
 
 class ToolResult(BaseModel):
