@@ -22,6 +22,7 @@ from soma.cli.admin_cmds import admin_app
 from soma.cli.common import console, err_console, friendly_errors, load_library
 from soma.cli.governance_cmds import audit_app, policy_app
 from soma.cli.market_cmds import market_app
+from soma.cli.mcp_cmds import mcp_app
 from soma.cli.progress import ProgressPrinter, summary_table
 from soma.cli.project_cmds import review_app, server_app
 from soma.errors import NotFound, SpecError
@@ -51,6 +52,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(policy_app, name="policy")
 app.add_typer(admin_app, name="admin")
 app.add_typer(market_app, name="market")
+app.add_typer(mcp_app, name="mcp")
 # Imported for their side effect: they register their commands on market_app.
 _MARKET_COMMANDS = (market_pack_cmds, market_registry_cmds)
 app.command()(project_cmds.run)

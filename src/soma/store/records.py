@@ -279,3 +279,34 @@ class PackageDoc(_Record):
     publisher: str
     description: str
     tags: tuple[str, ...]
+
+
+class SecretInfo(_Record):
+    """What may be shown about a tenant's secret: its name and history, never its value.
+
+    There is deliberately no field for the value or ciphertext, so no listing, log line or API
+    response built from this record can carry one.
+    """
+
+    tenant_id: str
+    name: str
+    created_at: datetime
+    updated_at: datetime
+    updated_by: str
+
+
+class SecretRow(_Record):
+    """A sealed secret as stored: only :mod:`soma.secrets` opens it.
+
+    The ciphertext and nonce are kept out of ``repr`` so a debugging print stays short and
+    does not invite copying sealed material around.
+    """
+
+    tenant_id: str
+    name: str
+    nonce: bytes = Field(repr=False)
+    ciphertext: bytes = Field(repr=False)
+    key_version: int
+    created_at: datetime
+    updated_at: datetime
+    updated_by: str

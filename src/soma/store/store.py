@@ -48,6 +48,7 @@ from soma.store.records import (
     ReviewRecord,
     ReviewStatus,
 )
+from soma.store.secrets import SecretsMixin
 from soma.store.tables import ActivityResult, Event, Node, Project, Review, utcnow
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -69,7 +70,7 @@ class UsageTotals(NamedTuple):
     output_tokens: int
 
 
-class Store(IdentityMixin, AuditMixin, MarketMixin):
+class Store(IdentityMixin, AuditMixin, MarketMixin, SecretsMixin):
     """Thread-safe access to the store database. Build it with :meth:`Store.open`."""
 
     def __init__(self, engine: Engine) -> None:

@@ -392,3 +392,27 @@ class MarketTrust(Base):
     key_id: Mapped[str] = mapped_column(String(16), primary_key=True)
     public_key: Mapped[str] = mapped_column(Text)
     added_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# -- secrets -----------------------------------------------------------------------------------
+
+
+class TenantSecret(Base):
+    """One encrypted secret of a tenant (an adapter credential), sealed by :mod:`soma.secrets`.
+
+    Only ciphertext reaches the database: the store cannot read what it keeps, so a leaked
+    backup or a SQL console shows nothing usable without the instance's secret key.
+    ``key_version`` names the key derivation that sealed the row, so a later key rotation can
+    tell old rows from new ones without trying to decrypt them.
+    """
+
+    __tablename__ = "tenant_secrets"
+
+    tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    nonce: Mapped[bytes] = mapped_column(LargeBinary)
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    key_version: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_by: Mapped[str] = mapped_column(String(255))
