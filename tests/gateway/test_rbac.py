@@ -63,6 +63,9 @@ EXPECTED: dict[tuple[str, str], Permission | str] = {
     ("DELETE", "/api/v1/market/installed/{name}"): P.MARKET_INSTALL,
     ("GET", "/api/v1/market/trust"): P.LIBRARY_READ,
     ("POST", "/api/v1/market/trust"): P.MARKET_TRUST,
+    ("GET", "/api/v1/secrets"): P.SECRETS_MANAGE,
+    ("PUT", "/api/v1/secrets/{name}"): P.SECRETS_MANAGE,
+    ("DELETE", "/api/v1/secrets/{name}"): P.SECRETS_MANAGE,
     ("GET", "/v1/models"): P.CHAT,
     ("POST", "/v1/chat/completions"): P.CHAT,
 }

@@ -8,11 +8,13 @@ import uuid
 
 import pytest
 
+from soma.identity.secret import load_secret_key
 from soma.models.function import FunctionModel
 from soma.models.synthetic import value_for
 from soma.models.types import Message, ModelRequest, ToolCall
 from soma.orchestrator.projects import send_review, start_project
 from soma.orchestrator.types import ProjectParams, ProjectState, ReviewDecision
+from soma.secrets import Vault
 from soma.specs.models import Plan, PlanNode
 from soma.workspace import Workspace
 
@@ -183,3 +185,24 @@ async def test_critique_makes_the_agent_revise(harness: Harness) -> None:
     node = harness.store.list_nodes(project_id)[0]
     assert node.output is not None
     assert node.output["spec"].startswith("Revised with assumptions.")
+
+
+async def test_tenant_secret_values_never_reach_the_model(harness: Harness) -> None:
+    """A command that prints a stored secret: the agent sees it masked, in the default tenant's
+    project, because every tool output passes the tenant's secret values through ``mask``."""
+    secret = "sv-" + uuid.uuid4().hex
+    vault = Vault(harness.store, load_secret_key(harness.settings))
+    vault.set("default", "deploy.token", secret, actor="test")
+    seen: list[ModelRequest] = []
+    # No "token=" in front: the always-on redaction of secret-looking assignments would mask it
+    # anyway; a bare value is only known to be secret because the vault holds it.
+    harness.models["m"] = developer_running(f"echo the value is {secret}", seen)
+    project_id, result = await start(harness, implement_plan())
+    state = await asyncio.wait_for(result, timeout=60)
+
+    assert state.status == "succeeded"
+    answers = tool_answers(seen)
+    assert any("the value is [secret]" in a for a in answers), answers
+    assert not any(secret in a for a in answers)
+    events = harness.store.list_events(project_id)
+    assert not any(secret in (e.message + json.dumps(e.data)) for e in events)

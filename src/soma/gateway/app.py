@@ -25,6 +25,7 @@ from soma.gateway.routes import (
     openai_compat,
     projects,
     reviews,
+    secrets,
 )
 from soma.gateway.services import ModelResolver, Services
 from soma.identity.login import LoginProvider
@@ -98,6 +99,7 @@ def create_app(svc: Services, *, engine: bool = False, worker: bool = False) -> 
         governance,
         market,
         market_installs,
+        secrets,
     )
     for module in routers:
         app.include_router(module.router)
@@ -106,7 +108,7 @@ def create_app(svc: Services, *, engine: bool = False, worker: bool = False) -> 
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST", "DELETE"],
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
             allow_headers=["authorization", "content-type", "last-event-id"],
         )
     app.add_middleware(

@@ -33,6 +33,7 @@ from soma.errors import (
     NotFound,
     SomaError,
 )
+from soma.identity.secret import load_secret_key
 from soma.models.protocol import Model
 from soma.models.types import Message, ModelRequest, ModelResponse, OutputSchema
 from soma.orchestrator.types import (
@@ -49,6 +50,7 @@ from soma.orchestrator.types import (
     ReviewDecision,
     ToolCallParams,
 )
+from soma.secrets import Vault, mask
 from soma.settings import Settings
 from soma.specs.library import Library
 from soma.specs.tenant_libraries import TenantLibraries
@@ -92,6 +94,7 @@ class SomaActivities:
         self.registry = registry
         self.sandbox = sandbox
         self.store = store
+        self.vault = Vault(store, load_secret_key(settings))
         self._models = models
         self._model_cache: dict[str, Model] = {}
         self._constitutions: dict[tuple[str, str], tuple[Library, Constitution]] = {}
@@ -358,12 +361,16 @@ class SomaActivities:
         identity = AgentIdentity(
             persona=params.persona, capsule=params.capsule.split("@")[0], run_id=params.run_id
         )
+        tenant = await asyncio.to_thread(self.tenant, params.project_id)
+        secrets = self.vault.reader(tenant)
         context = ToolContext(
             workspace=self.workspace(params.project_id),
             sandbox=self.sandbox,
             agent=identity,
             timeout_s=self.settings.sandbox_timeout_s,
             memory_mb=self.settings.sandbox_memory_mb,
+            tenant_id=tenant,
+            secrets=secrets,
         )
         task = AgentTask(
             run_id=params.run_id,
@@ -374,7 +381,11 @@ class SomaActivities:
 
         async def call() -> ToolOutcome:
             async with _heartbeating():
-                return await execute_tool_call(params.call, task, self.registry, context)
+                outcome = await execute_tool_call(params.call, task, self.registry, context)
+            # Whatever an adapter or a command printed, the tenant's secret values never reach
+            # the model, the store or the event log.
+            values = await asyncio.to_thread(secrets.values)
+            return outcome.model_copy(update={"output": mask(outcome.output, values)})
 
         outcome = await self._once(
             params.key, "tool", params.project_id, call, ToolOutcome.model_validate
