@@ -22,6 +22,7 @@ from soma.constitution.audit import record_decision
 from soma.gateway.app import create_app
 from soma.marketplace.archive import read_manifest
 from soma.marketplace.signing import PublisherKey
+from soma.secrets import Vault
 from tests.gateway.conftest import LiveGateway
 from tests.gateway.test_rbac import EXPECTED, PUBLIC, app_routes
 from tests.marketplace._build import capsule_dir, signed
@@ -31,6 +32,9 @@ B_NODE = "build"
 B_PUBLISHER = "beta-pub"
 B_PACKAGE = "beta-widget"
 B_PRIVATE = "beta-private"
+B_SECRET = "beta.token"
+# Secret names are per tenant: A's PUT of a name B also uses writes A's own secret.
+OWN_NAMESPACE = {("PUT", "/api/v1/secrets/{name}")}
 """Marks what B installed and from where: tenant-owned, so never in an answer to A."""
 # Shared by design (see the module docstring): A reaches B's package through these.
 SHARED_MARKET = {
@@ -50,6 +54,9 @@ def beta(gateway: LiveGateway, tmp_path: Path) -> dict[str, str]:
     store.create_project(B_PROJECT, "beta's confidential goal", tenant_id="beta", status="running")
     store.upsert_node(B_PROJECT, B_NODE, tenant_id="beta", capsule="write-code", status="running")
     store.add_event(B_PROJECT, "model", "beta's event", node_id=B_NODE, tenant_id="beta")
+    Vault(store, gateway.services.secret_key).set(
+        "beta", B_SECRET, f"{B_PRIVATE}-secret-value", actor="test"
+    )
     store.open_review(B_PROJECT, B_NODE, 0, tenant_id="beta")
     record_decision(
         store,
@@ -95,12 +102,16 @@ def test_tenant_a_cannot_see_or_touch_tenant_b(gateway: LiveGateway, beta: dict[
         for method, path in sorted(EXPECTED):
             if EXPECTED[(method, path)] == PUBLIC:
                 continue
-            url = re.sub(r"\{([^}]+)\}", lambda m: beta[m.group(1)], path)
+            ids = {**beta, "name": B_SECRET} if path.startswith("/api/v1/secrets/") else beta
+            url = re.sub(r"\{([^}]+)\}", lambda m, ids=ids: ids[m.group(1)], path)
             body = _body(method, path)
             response = client.request(method, url, json=body)
             text = response.text
             owns_object = (
-                "{" in path and "{ref}" not in path and (method, path) not in SHARED_MARKET
+                "{" in path
+                and "{ref}" not in path
+                and (method, path) not in SHARED_MARKET
+                and (method, path) not in OWN_NAMESPACE
             )
             if owns_object and response.status_code not in (403, 404):
                 leaks.append(f"{method} {url}: {response.status_code} {text[:200]}")
@@ -115,9 +126,14 @@ def test_tenant_a_cannot_see_or_touch_tenant_b(gateway: LiveGateway, beta: dict[
     assert key.revoked_at is None
     assert not store.get_package_version(B_PACKAGE, "1.0.0").yanked
     assert [k.tenant_id for k in store.publisher_keys(B_PUBLISHER)] == ["beta"]
+    vault = Vault(store, gateway.services.secret_key)
+    assert vault.get("beta", B_SECRET) == f"{B_PRIVATE}-secret-value"
+    assert vault.get("acme", B_SECRET) == "probe"  # A's PUT wrote A's own secret of that name
 
 
 def _body(method: str, path: str) -> dict[str, object] | None:
+    if method == "PUT" and path.startswith("/api/v1/secrets/"):
+        return {"value": "probe"}
     if method != "POST":
         return None
     if path == "/v1/chat/completions":

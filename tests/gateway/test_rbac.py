@@ -25,6 +25,8 @@ EXPECTED: dict[tuple[str, str], Permission | str] = {
     ("GET", "/readyz"): PUBLIC,
     ("GET", "/auth/oidc/login"): PUBLIC,
     ("GET", "/auth/oidc/callback"): PUBLIC,
+    # Authenticated by Slack's request signature with the tenant's signing secret.
+    ("POST", "/integrations/slack/{tenant_id}/actions"): PUBLIC,
     ("GET", "/api/v1/me"): AUTHENTICATED,
     ("GET", "/api/v1/keys"): P.KEYS_MANAGE,
     ("POST", "/api/v1/keys"): P.KEYS_MANAGE,

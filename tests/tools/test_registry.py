@@ -6,6 +6,7 @@ import pytest
 from pydantic import Field
 
 from soma.errors import ToolError, UnknownTool, WorkspaceError
+from soma.specs.library import Library
 from soma.tools import ToolArgs, ToolContext, ToolRegistry, ToolResult, default_registry, tool
 
 
@@ -40,7 +41,8 @@ def reg() -> ToolRegistry:
 
 
 def test_builtin_names() -> None:
-    assert default_registry().names() == [
+    names = default_registry().names()
+    assert [n for n in names if n.split(".")[0] in {"fs", "python", "shell"} or n in CORE_GIT] == [
         "fs.list",
         "fs.read",
         "fs.write",
@@ -51,6 +53,21 @@ def test_builtin_names() -> None:
         "python.run",
         "shell.exec",
     ]
+
+
+CORE_GIT = {"git.commit", "git.diff", "git.log", "git.status"}
+
+
+def test_adapters_are_registered_but_offered_only_when_granted() -> None:
+    names = default_registry().names()
+    for adapter in ("git.push", "github.merge_pr", "slack.request_approval", "aws.s3_put_object"):
+        assert adapter in names
+    assert "http.fetch" in names
+    assert not any(
+        grant.name.split(".")[0] in {"github", "slack", "aws", "http"} or grant.name == "git.push"
+        for capsule in Library.builtin().capsules()
+        for grant in capsule.tools
+    ), "built-in capsules must not silently gain network tools"
 
 
 def test_specs_by_pattern() -> None:

@@ -11,6 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from temporalio.client import Client
 
 from soma import __version__
+from soma.errors import NotFound
 from soma.gateway.errors import install_error_handlers
 from soma.gateway.middleware import HardeningMiddleware
 from soma.gateway.ratelimit import RateLimiter, build_limiter
@@ -26,6 +27,7 @@ from soma.gateway.routes import (
     projects,
     reviews,
     secrets,
+    slack,
 )
 from soma.gateway.services import ModelResolver, Services
 from soma.identity.login import LoginProvider
@@ -37,6 +39,7 @@ from soma.models.protocol import Model
 from soma.models.registry import resolve_model
 from soma.orchestrator.server import connect
 from soma.orchestrator.worker import build_worker
+from soma.secrets import Vault
 from soma.settings import Settings
 from soma.specs.library import Library
 from soma.store import Store
@@ -84,6 +87,7 @@ def create_app(svc: Services, *, engine: bool = False, worker: bool = False) -> 
         lifespan=lifespan,
     )
     app.state.services = svc
+    app.state.slack_secrets = _secret_lookup(svc)
     app.state.engine_expected = engine or worker
     install_error_handlers(app)
     # The OpenAI-compatible router first: routers are tried in order, and the proxy is the
@@ -100,6 +104,7 @@ def create_app(svc: Services, *, engine: bool = False, worker: bool = False) -> 
         market,
         market_installs,
         secrets,
+        slack,
     )
     for module in routers:
         app.include_router(module.router)
@@ -117,6 +122,20 @@ def create_app(svc: Services, *, engine: bool = False, worker: bool = False) -> 
         timeout_s=settings.request_timeout_s,
     )
     return app
+
+
+def _secret_lookup(svc: Services) -> Callable[[str, str], str | None]:
+    """How integrations that authenticate by a shared secret (Slack's signing secret) read it
+    from the tenant's vault; a missing tenant or secret is simply None."""
+    vault = Vault(svc.store, svc.secret_key)
+
+    def lookup(tenant_id: str, name: str) -> str | None:
+        try:
+            return vault.get(tenant_id, name)
+        except NotFound:
+            return None
+
+    return lookup
 
 
 def model_resolver(settings: Settings) -> ModelResolver:

@@ -13,9 +13,10 @@ from soma.tools.sandbox import (
 
 def default_registry() -> ToolRegistry:
     """A fresh registry with the built-in tools (fresh so callers may add their own)."""
+    from soma.tools.adapters import ADAPTER_TOOLS
     from soma.tools.builtins import BUILTIN_TOOLS
 
-    return ToolRegistry(BUILTIN_TOOLS)
+    return ToolRegistry([*BUILTIN_TOOLS, *ADAPTER_TOOLS])
 
 
 __all__ = [
