@@ -26,6 +26,7 @@ from soma.cli.mcp_cmds import mcp_app
 from soma.cli.progress import ProgressPrinter, summary_table
 from soma.cli.project_cmds import review_app, server_app
 from soma.cli.secrets_cmds import secrets_app
+from soma.cli.tools_cmds import tools_app
 from soma.errors import NotFound, SpecError
 from soma.models.registry import resolve_model
 from soma.orchestrator.launch import new_project_id
@@ -55,6 +56,7 @@ app.add_typer(admin_app, name="admin")
 app.add_typer(market_app, name="market")
 app.add_typer(mcp_app, name="mcp")
 app.add_typer(secrets_app, name="secrets")
+app.add_typer(tools_app, name="tools")
 # Imported for their side effect: they register their commands on market_app.
 _MARKET_COMMANDS = (market_pack_cmds, market_registry_cmds)
 app.command()(project_cmds.run)
