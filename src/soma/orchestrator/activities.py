@@ -36,6 +36,7 @@ from soma.errors import (
 from soma.identity.secret import load_secret_key
 from soma.models.protocol import Model
 from soma.models.types import Message, ModelRequest, ModelResponse, OutputSchema
+from soma.orchestrator.tenant_tools import TenantTools
 from soma.orchestrator.types import (
     CheckParams,
     CritiqueVerdict,
@@ -95,6 +96,7 @@ class SomaActivities:
         self.sandbox = sandbox
         self.store = store
         self.vault = Vault(store, load_secret_key(settings))
+        self.tools = TenantTools(registry, self.vault)
         self._models = models
         self._model_cache: dict[str, Model] = {}
         self._constitutions: dict[tuple[str, str], tuple[Library, Constitution]] = {}
@@ -193,13 +195,14 @@ class SomaActivities:
         p = params.params
         try:
             library = await asyncio.to_thread(self.library_for, p.project_id)
+            registry = await self.tools.registry(await asyncio.to_thread(self.tenant, p.project_id))
             capsule = library.capsule(p.capsule)
             persona = library.persona(capsule.persona)
             task = build_task(
                 capsule,
                 persona,
                 p.inputs,
-                registry=self.registry,
+                registry=registry,
                 workspace=self.workspace(p.project_id),
                 run_id=params.run_id,
                 feedback=params.feedback,
@@ -212,7 +215,7 @@ class SomaActivities:
             persona=persona.name,
             review=capsule.review,
             max_wall_s=capsule.budget.max_wall_s,
-            quick_tools=[t.name for t in task.tools if self.registry.is_quick(t.name)],
+            quick_tools=[t.name for t in task.tools if registry.is_quick(t.name)],
             role=persona.role,
             critique=capsule.critique,
             tenant=await asyncio.to_thread(self.tenant, p.project_id),
@@ -363,6 +366,7 @@ class SomaActivities:
         )
         tenant = await asyncio.to_thread(self.tenant, params.project_id)
         secrets = self.vault.reader(tenant)
+        registry = await self.tools.registry(tenant)
         context = ToolContext(
             workspace=self.workspace(params.project_id),
             sandbox=self.sandbox,
@@ -376,12 +380,12 @@ class SomaActivities:
             run_id=params.run_id,
             system_prompt="",
             user_prompt="",
-            tools=tuple(self.registry.specs(params.offered)),
+            tools=tuple(registry.specs(params.offered)),
         )
 
         async def call() -> ToolOutcome:
             async with _heartbeating():
-                outcome = await execute_tool_call(params.call, task, self.registry, context)
+                outcome = await execute_tool_call(params.call, task, registry, context)
             # Whatever an adapter or a command printed, the tenant's secret values never reach
             # the model, the store or the event log.
             values = await asyncio.to_thread(secrets.values)
