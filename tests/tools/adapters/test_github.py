@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import pytest
@@ -219,3 +220,15 @@ async def test_unreachable_api_is_tool_error(reg: ToolRegistry, workspace: Works
     assert not res.ok
     assert "could not reach GitHub" in res.output
     assert_no_token(res)
+
+
+async def test_the_token_never_reaches_the_logs(
+    reg: ToolRegistry, ctx: ToolContext, gh: FakeGitHub, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Everything logged while calling GitHub, at every level and by every library on the way
+    (httpx, httpcore, ours), is free of the token — success and failure alike."""
+    caplog.set_level(logging.DEBUG)
+    await reg.call("github.get_repo", REPO, ctx)
+    await reg.call("github.merge_pr", {**REPO, "number": 99}, ctx)
+    assert caplog.records, "the test must see the libraries' debug logging"
+    assert TOKEN not in caplog.text
