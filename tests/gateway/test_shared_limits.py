@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +15,7 @@ from soma.identity.secret import load_secret_key
 from soma.identity.service import Identity
 from soma.settings import Settings
 from soma.store import Store
+from tests.serve_process import start_gateway
 
 pytestmark = pytest.mark.slow
 
@@ -33,43 +31,11 @@ def _redis_up() -> bool:
         return False
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _start(home: Path, limiter: str | None) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
-    env = {
-        **os.environ,
-        "SOMA_HOME": str(home),
-        "SOMA_KEY_REQUESTS_PER_MIN": str(PER_MIN),
-        "SOMA_MODEL": "openai:unused",  # no embedded model to load: these requests need none
-    }
-    env.pop("SOMA_RATE_LIMIT_URL", None)
+    env = {"SOMA_KEY_REQUESTS_PER_MIN": str(PER_MIN)}
     if limiter:
         env["SOMA_RATE_LIMIT_URL"] = limiter
-    process = subprocess.Popen(
-        [sys.executable, "-m", "soma", "serve", "--no-engine", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            errors = process.stderr.read().decode() if process.stderr else ""
-            raise RuntimeError(f"gateway exited: {errors[-2000:]}")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return process, url
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    process.kill()
-    raise RuntimeError("gateway did not come up")
+    return start_gateway(home, env)
 
 
 @pytest.fixture

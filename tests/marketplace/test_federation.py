@@ -7,11 +7,7 @@ package with two dependencies from A's URL, through B's installs API and through
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +24,7 @@ from soma.marketplace.signing import PublisherKey
 from soma.settings import Settings
 from soma.store import Store
 from tests.marketplace._build import capsule_dir, persona_file
+from tests.serve_process import start_gateway
 
 pytestmark = pytest.mark.slow
 
@@ -50,13 +47,6 @@ class Instance:
         return {"Authorization": f"Bearer {self.admin_key}"}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _prepare(home: Path, tenant: str) -> tuple[str, str]:
     """A tenant with a developer and an admin, and a key of each, written before the gateway
     starts."""
@@ -72,28 +62,7 @@ def _prepare(home: Path, tenant: str) -> tuple[str, str]:
 
 
 def _start(home: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
-    env = {**os.environ, "SOMA_HOME": str(home), "SOMA_MODEL": "openai:unused"}
-    env.pop("SOMA_RATE_LIMIT_URL", None)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "soma", "serve", "--no-engine", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            errors = process.stderr.read().decode() if process.stderr else ""
-            raise RuntimeError(f"gateway exited: {errors[-2000:]}")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return process, url
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    process.kill()
-    raise RuntimeError("gateway did not come up")
+    return start_gateway(home)
 
 
 @pytest.fixture
