@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import threading
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+
+from tests.gateway.conftest import serve_in_thread
 
 TOKEN = "ghp_fakeTOKEN0123456789abcdef"
 DOCS = "https://docs.github.com/rest"
@@ -241,23 +239,4 @@ def create_app(state: FakeGitHub) -> FastAPI:
     return app
 
 
-def serve_in_thread(app: FastAPI) -> tuple[str, Callable[[], None]]:
-    """Start ``app`` on 127.0.0.1:<free port>; returns its base URL and a stop function."""
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_level="warning", lifespan="off", access_log=False
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="fake-github", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the fake GitHub did not start")
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-
-    def stop() -> None:
-        server.should_exit = True
-        thread.join(10)
-
-    return f"http://127.0.0.1:{port}", stop
+__all__ = ["TOKEN", "FakeGitHub", "create_app", "serve_in_thread"]

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
@@ -20,6 +17,7 @@ from soma.tools import ToolContext
 from soma.tools.adapters.http_fetch import HTTP_TOOLS, MAX_BODY_BYTES, http_fetch
 from soma.tools.sandbox import Sandbox
 from soma.workspace import Workspace
+from tests.gateway.conftest import serve_in_thread
 from tests.tools.conftest import AGENT
 
 
@@ -67,21 +65,11 @@ APP = Starlette(
 
 @pytest.fixture(scope="module")
 def base_url() -> Iterator[str]:
-    config = uvicorn.Config(APP, host="127.0.0.1", port=0, log_level="warning", access_log=False)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="http-fetch-test", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive(), "the test server died"
-        assert time.monotonic() < deadline, "the test server did not start"
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
+    url, stop = serve_in_thread(APP)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield url
     finally:
-        server.should_exit = True
-        thread.join(30)
+        stop()
 
 
 @pytest.fixture
