@@ -183,7 +183,12 @@ class MergePrArgs(RepoArgs):
     commit_title: str | None = None
 
 
-async def _default_branch(gh: _GitHub, repo_path: str) -> tuple[str | None, ToolResult | None]:
+async def _base_branch(
+    gh: _GitHub, repo_path: str, given: str | None
+) -> tuple[str | None, ToolResult | None]:
+    """The branch the agent named, else the repository's default (one more request)."""
+    if given is not None:
+        return given, None
     status, body = await gh.request("GET", repo_path)
     if status != 200 or not isinstance(body, dict):
         return None, gh.failure("reading the repository", status, body)
@@ -220,11 +225,9 @@ async def github_get_repo(args: RepoArgs, ctx: ToolContext) -> ToolResult:
 async def github_create_branch(args: CreateBranchArgs, ctx: ToolContext) -> ToolResult:
     gh = _GitHub(ctx)
     repo_path = _repo_path(args.owner, args.repo)
-    base = args.base
-    if base is None:
-        base, failed = await _default_branch(gh, repo_path)
-        if failed is not None:
-            return failed
+    base, failed = await _base_branch(gh, repo_path, args.base)
+    if failed is not None:
+        return failed
     assert base is not None
     status, body = await gh.request("GET", f"{repo_path}/git/ref/heads/{quote(base, safe='/')}")
     if status != 200 or not isinstance(body, dict):
@@ -296,11 +299,9 @@ async def github_create_issue(args: CreateIssueArgs, ctx: ToolContext) -> ToolRe
 async def github_open_pr(args: OpenPrArgs, ctx: ToolContext) -> ToolResult:
     gh = _GitHub(ctx)
     repo_path = _repo_path(args.owner, args.repo)
-    base = args.base
-    if base is None:
-        base, failed = await _default_branch(gh, repo_path)
-        if failed is not None:
-            return failed
+    base, failed = await _base_branch(gh, repo_path, args.base)
+    if failed is not None:
+        return failed
     status, body = await gh.request(
         "POST",
         f"{repo_path}/pulls",
