@@ -33,9 +33,12 @@ def oidc_gateway(gateway_settings: Settings, provider: Provider) -> Iterator[Liv
         stop()
 
 
-def _to_callback(browser: httpx.Client, gateway: LiveGateway) -> httpx.URL:
+def _to_callback(
+    browser: httpx.Client, gateway: LiveGateway, next_path: str | None = None
+) -> httpx.URL:
     """What a browser does: start at the gateway, consent at the provider, come back."""
-    login = browser.get(f"{gateway.url}/auth/oidc/login")
+    params = {"next": next_path} if next_path else None
+    login = browser.get(f"{gateway.url}/auth/oidc/login", params=params)
     assert login.status_code == 302, login.text
     authorize = browser.get(login.headers["location"])
     assert authorize.status_code == 302, authorize.text
@@ -63,6 +66,17 @@ def test_oidc_login_gives_a_working_session(oidc_gateway: LiveGateway, provider:
         assert browser.get(f"{oidc_gateway.url}/api/v1/me").status_code == 200
     user = oidc_gateway.services.store.get_user("default", body["user_id"])
     assert user.email == provider.user.email
+
+
+def test_a_console_login_returns_to_the_console_page(oidc_gateway: LiveGateway) -> None:
+    with httpx.Client(follow_redirects=False, timeout=30) as browser:
+        callback = _to_callback(browser, oidc_gateway, "/reviews?x=1")
+        back = browser.get(callback)
+        assert back.status_code == 303, back.text
+        assert back.headers["location"] == "/reviews?x=1"
+        assert browser.get(f"{oidc_gateway.url}/reviews").status_code == 200
+        hostile = _to_callback(browser, oidc_gateway, "//evil.example/")
+        assert browser.get(hostile).headers["location"] == "/projects"
 
 
 def test_callback_with_forged_state_is_refused(oidc_gateway: LiveGateway) -> None:

@@ -54,6 +54,20 @@ def test_commit_author_is_agent(ws: Workspace) -> None:
     assert "Soma-Run-Id: run-1" in head.message
 
 
+def test_show_gives_a_commit_as_a_reviewer_reads_it(ws: Workspace) -> None:
+    (ws.path / "notes.md").write_text("hello\n" * 50)
+    sha = ws.commit("write notes", DEV)
+    shown = ws.show(sha)
+    assert shown.startswith(f"commit {sha}")
+    assert "notes.md | 50 +" in shown
+    assert "+hello" in shown
+    cut = ws.show(sha, max_chars=100)
+    assert cut.startswith(f"commit {sha}")
+    assert "cut at 100 of" in cut
+    with pytest.raises(WorkspaceError):
+        ws.show("--output=/tmp/x")
+
+
 def test_commit_without_changes(ws: Workspace) -> None:
     sha = ws.commit("nothing to do", AgentIdentity(persona="reviewer"))
     assert sha is not None

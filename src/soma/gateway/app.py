@@ -11,6 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from temporalio.client import Client
 
 from soma import __version__
+from soma.console.routes import install_console
 from soma.errors import NotFound
 from soma.gateway.errors import install_error_handlers
 from soma.gateway.middleware import HardeningMiddleware
@@ -108,13 +109,14 @@ def create_app(svc: Services, *, engine: bool = False, worker: bool = False) -> 
     )
     for module in routers:
         app.include_router(module.router)
+    install_console(app)
     settings = svc.settings
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "PUT", "DELETE"],
-            allow_headers=["authorization", "content-type", "last-event-id"],
+            allow_headers=["authorization", "content-type", "last-event-id", "x-csrf-token"],
         )
     app.add_middleware(
         HardeningMiddleware,

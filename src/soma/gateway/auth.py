@@ -13,6 +13,7 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 
 from soma.errors import Forbidden, RateLimited, Unauthorized
+from soma.gateway.csrf import CSRF_HEADER, SAFE_METHODS, check_csrf
 from soma.gateway.ratelimit import Limit
 from soma.gateway.services import Services
 from soma.identity.permissions import Permission
@@ -29,7 +30,8 @@ def services(request: Request) -> Services:
     return found
 
 
-def _credential(request: Request) -> str:
+def _credential(request: Request) -> tuple[str, bool]:
+    """The bearer token, else the session cookie (then ``True``: authenticated by cookie)."""
     header = request.headers.get("authorization")
     if header:
         scheme, _, token = header.partition(" ")
@@ -37,10 +39,10 @@ def _credential(request: Request) -> str:
             raise Unauthorized(
                 "the Authorization header must be 'Bearer <API key or session token>'"
             )
-        return token.strip()
+        return token.strip(), False
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie:
-        return cookie
+        return cookie, True
     raise Unauthorized(
         "no credentials: send 'Authorization: Bearer <API key>'",
         hint="create a key with `soma admin create-key <tenant> <email> --name <name>`",
@@ -63,7 +65,12 @@ async def authenticate(request: Request) -> Principal:
     if isinstance(cached, Principal):
         return cached
     svc = services(request)
-    principal = svc.identity.authenticate(_credential(request))
+    credential, by_cookie = _credential(request)
+    principal = svc.identity.authenticate(credential)
+    # A browser sends the cookie on any site's behalf: a change needs the page's CSRF token too.
+    vouched = getattr(request.state, "csrf_ok", False)  # a console form checked its own token
+    if by_cookie and request.method not in SAFE_METHODS and not vouched:
+        check_csrf(svc.secret_key, credential, request.headers.get(CSRF_HEADER))
     await enforce(svc, svc.key_limit, principal.rate_key)
     await enforce(
         svc, svc.tenant_limits(principal.tenant_id).requests, f"tenant:{principal.tenant_id}"

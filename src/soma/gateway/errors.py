@@ -11,7 +11,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
 from soma.errors import (
@@ -79,9 +79,21 @@ def error_response(
     return JSONResponse(error_body(status, message, field), status_code=status, headers=headers)
 
 
-async def _soma_error(request: Request, exc: Exception) -> JSONResponse:
+def _console_page(request: Request, exc: Exception, status: int, message: str) -> Response | None:
+    """A console page's error as HTML (see :mod:`soma.console.errors`); None for the API."""
+    renderer = getattr(request.app.state, "console_errors", None)
+    if renderer is None or not getattr(request.state, "console", False):
+        return None
+    page: Response = renderer(request, exc, status, message)
+    return page
+
+
+async def _soma_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, SomaError)
     status = status_for(exc)
+    page = _console_page(request, exc, status, str(exc))
+    if page is not None:
+        return page
     headers: dict[str, str] = {}
     if isinstance(exc, RateLimited):
         # Capped: a request bigger than the whole bucket would otherwise wait forever (inf).
@@ -92,7 +104,7 @@ async def _soma_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(status, str(exc), field, headers)
 
 
-async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     errors = exc.errors()
     first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
@@ -100,7 +112,8 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     field = ".".join(where) or None
     message = first.get("msg", "invalid request")
     more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
-    return error_response(422, f"{field or 'request'}: {message}{more}", field)
+    text = f"{field or 'request'}: {message}{more}"
+    return _console_page(request, exc, 422, text) or error_response(422, text, field)
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:

@@ -78,7 +78,9 @@ class HardeningMiddleware:
                 started = True
                 deadline.reschedule(None)
                 headers = list(message.get("headers", []))
-                headers.extend(SECURITY_HEADERS)
+                # A response may set its own policy (console pages allow their own assets).
+                own = {name.lower() for name, _ in headers}
+                headers.extend(h for h in SECURITY_HEADERS if h[0] not in own)
                 headers.append((b"x-request-id", request_id.encode()))
                 message = {**message, "headers": headers}
             await send(message)

@@ -58,6 +58,7 @@ class ProjectOut(BaseModel):
     goal: str
     status: str
     planner: str | None
+    model: str | None = Field(default=None, description="The model spec the agents run on.")
     plan: dict[str, Any] | None
     input_tokens: int
     output_tokens: int
@@ -76,6 +77,7 @@ class ProjectOut(BaseModel):
             goal=record.goal,
             status=record.status,
             planner=record.planner,
+            model=record.model,
             plan=record.plan,
             input_tokens=record.usage_input_tokens,
             output_tokens=record.usage_output_tokens,
@@ -142,11 +144,20 @@ class ProjectUsage(BaseModel):
     output_tokens: int
 
 
+class UsageShareOut(BaseModel):
+    name: str | None = Field(description="The persona or model spec; null where not recorded.")
+    runs: int = Field(description="Runs (per persona) or projects (per model) counted.")
+    input_tokens: int
+    output_tokens: int
+
+
 class UsageOut(BaseModel):
     tenant_id: str
     input_tokens: int
     output_tokens: int
     projects: list[ProjectUsage]
+    by_persona: list[UsageShareOut] = Field(default_factory=list)
+    by_model: list[UsageShareOut] = Field(default_factory=list)
 
 
 class MeOut(BaseModel):

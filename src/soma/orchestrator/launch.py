@@ -77,6 +77,7 @@ def record_project(
         plan=planned.plan.model_dump(mode="json"),
         workflow_id=workflow_id(project_id),
         workspace_path=str(workspace.path),
+        model=model_spec,
     )
     params = ProjectParams(
         project_id=project_id,

@@ -168,6 +168,7 @@ class RecordParams(BaseModel):
 class NodeResult(BaseModel):
     node_id: str
     ok: bool
+    persona: str | None = None
     output: Any = None
     error: str | None = None
     failure_kind: str | None = None

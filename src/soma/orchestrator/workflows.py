@@ -127,6 +127,7 @@ class CapsuleWorkflow:
             result = NodeResult(
                 node_id=params.node_id,
                 ok=ok,
+                persona=prepared.persona,
                 output=finish.output,
                 error=state.failure,
                 failure_kind=state.failure_kind,
@@ -138,7 +139,7 @@ class CapsuleWorkflow:
             )
             if not ok or prepared.review == "none":
                 return result
-            decision = await self._review(params, prepared, finish.output, prefix)
+            decision = await self._review(params, prepared, finish.output, prefix, finish.commit)
             if decision.approved:
                 return result
             feedback = decision.comment or "rejected without a comment"
@@ -261,6 +262,7 @@ class CapsuleWorkflow:
         if decision.effect == "require_approval":
             gate = await self._gate(
                 params,
+                prepared,
                 f"{prepared.capsule} asks to run {call.name}: {decision.reason}",
                 {"tool": call.name, "arguments": decision.arguments or call.arguments},
             )
@@ -300,7 +302,12 @@ class CapsuleWorkflow:
         return outcome
 
     async def _review(
-        self, params: CapsuleParams, prepared: PreparedCapsule, output: Any, prefix: str
+        self,
+        params: CapsuleParams,
+        prepared: PreparedCapsule,
+        output: Any,
+        prefix: str,
+        commit: str | None,
     ) -> ReviewDecision:
         if prepared.review == "auto":
             verdict: ReviewDecision = await workflow.execute_local_activity(
@@ -318,10 +325,20 @@ class CapsuleWorkflow:
                 retry_policy=MODEL_RETRY,
             )
             return verdict
-        return await self._gate(params, f"{prepared.capsule} waits for a human review", {})
+        # What is under review goes on the run's record now, not when it ends: the reviewer
+        # reads this attempt's output and commit.
+        artifact = {"output": output if isinstance(output, dict) else None, "commit_sha": commit}
+        return await self._gate(
+            params, prepared, f"{prepared.capsule} waits for a human review", {}, artifact
+        )
 
     async def _gate(
-        self, params: CapsuleParams, message: str, data: dict[str, Any]
+        self,
+        params: CapsuleParams,
+        prepared: PreparedCapsule,
+        message: str,
+        data: dict[str, Any],
+        artifact: dict[str, Any] | None = None,
     ) -> ReviewDecision:
         """A human gate: record it, tell the project, wait for the ``review`` signal.
 
@@ -341,7 +358,8 @@ class CapsuleWorkflow:
                 kind="review_requested",
                 message=message,
                 data={"gate": gate, **data},
-                node={"status": "waiting_review"},
+                # The persona too: a reviewer should see who did the work before the run ends.
+                node={"status": "waiting_review", "persona": prepared.persona, **(artifact or {})},
                 review_round=gate,
             )
         )
@@ -559,6 +577,12 @@ class ProjectWorkflow:
                 "commit_sha": state.commit,
                 "output": result.output if isinstance(result.output, dict) else None,
                 "error": result.error,
+                **({"persona": result.persona} if result.persona else {}),
+            },
+            # Running totals, so watchers see the project's usage grow rather than at its end.
+            project={
+                "usage_input_tokens": self._state.usage.input_tokens,
+                "usage_output_tokens": self._state.usage.output_tokens,
             },
         )
         return result
@@ -583,6 +607,7 @@ class ProjectWorkflow:
         started: bool = False,
         finished: bool = False,
         extra: dict[str, Any] | None = None,
+        project: dict[str, Any] | None = None,
     ) -> None:
         assert self._state is not None
         node = self._state.nodes[node_id]
@@ -607,6 +632,7 @@ class ProjectWorkflow:
                 kind=f"node_{status}",
                 message=message,
                 node=fields,
+                project=project,
             )
         )
         # Only now, so no dependent can start before this node's record is in the store.

@@ -161,14 +161,24 @@ class AuditMixin:
         tenant_id: str = DEFAULT_TENANT,
         limit: int = 1000,
         after_id: int = 0,
+        *,
+        node_id: str | None = None,
+        effect: str | None = None,
+        tool: str | None = None,
     ) -> list[AuditRecord]:
-        """The tenant's audit records with ``id > after_id`` (of one project, if given), oldest
-        first; pass the last id seen to page."""
+        """The tenant's audit records with ``id > after_id`` (narrowed by whichever of project,
+        node, effect and tool are given), oldest first; pass the last id seen to page."""
         query = select(AuditEntry).where(
             AuditEntry.tenant_id == tenant_id, AuditEntry.id > after_id
         )
-        if project_id is not None:
-            query = query.where(AuditEntry.project_id == project_id)
+        for column, wanted in (
+            (AuditEntry.project_id, project_id),
+            (AuditEntry.node_id, node_id),
+            (AuditEntry.effect, effect),
+            (AuditEntry.tool, tool),
+        ):
+            if wanted is not None:
+                query = query.where(column == wanted)
         query = query.order_by(AuditEntry.id).limit(limit)
         with self._read() as session:
             return [AuditRecord.model_validate(r) for r in session.scalars(query)]

@@ -202,14 +202,21 @@ class MarketMixin:
         found = [_published(r) for r in rows]
         return sorted(found, key=lambda v: Version.parse(v.manifest.version))
 
-    def package_archive(self, name: str, version: str) -> bytes:
-        """The version's archive, counting the download in the same transaction.
+    def package_archive(self, name: str, version: str, *, count: bool = True) -> bytes:
+        """The version's archive, counting the download in the same transaction (unless
+        ``count`` is false: the console reading a package's evals is not a download).
 
         The count is an atomic ``downloads = downloads + 1``, so concurrent downloads on any
         number of gateway replicas are all counted. Yanked versions stay downloadable: an
         existing lock on one must keep installing.
         """
         where = (MarketVersion.name == name, MarketVersion.version == version)
+        if not count:
+            with self._read() as session:
+                found = session.scalar(select(MarketVersion.archive).where(*where))
+            if found is None:
+                raise _version_not_found(name, version)
+            return found
         with self._write() as session:
             counted = session.execute(
                 update(MarketVersion)

@@ -45,6 +45,7 @@ class ProjectRecord(_Record):
     plan: dict[str, Any] | None
     workflow_id: str | None
     workspace_path: str | None
+    model: str | None = None
     usage_input_tokens: int
     usage_output_tokens: int
     error: str | None

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple, Unpack
 from alembic import command
 from alembic.config import Config
 from pydantic import TypeAdapter
-from sqlalchemy import Engine, create_engine, event, func, insert, select, text, update
+from sqlalchemy import Engine, Select, create_engine, event, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, Connection, make_url
@@ -66,6 +66,15 @@ _NODE_FIELDS: TypeAdapter[NodeFields] = TypeAdapter(NodeFields)
 
 class UsageTotals(NamedTuple):
     projects: int
+    input_tokens: int
+    output_tokens: int
+
+
+class UsageShare(NamedTuple):
+    """Tokens used under one name: a persona or a model spec (``None``: not recorded)."""
+
+    name: str | None
+    runs: int
     input_tokens: int
     output_tokens: int
 
@@ -142,6 +151,7 @@ class Store(IdentityMixin, AuditMixin, MarketMixin, SecretsMixin):
         plan: dict[str, Any] | None = None,
         workflow_id: str | None = None,
         workspace_path: str | None = None,
+        model: str | None = None,
     ) -> ProjectRecord:
         """Record a new project. Ids are unique across tenants, so a taken id is a Conflict."""
         _PROJECT_FIELDS.validate_python(
@@ -157,6 +167,7 @@ class Store(IdentityMixin, AuditMixin, MarketMixin, SecretsMixin):
             plan=plan,
             workflow_id=workflow_id,
             workspace_path=workspace_path,
+            model=model,
             usage_input_tokens=0,
             usage_output_tokens=0,
             created_at=now,
@@ -266,6 +277,40 @@ class Store(IdentityMixin, AuditMixin, MarketMixin, SecretsMixin):
         with self._read() as session:
             projects, tokens_in, tokens_out = session.execute(query).one()
         return UsageTotals(int(projects), int(tokens_in), int(tokens_out))
+
+    def usage_by_persona(self, tenant_id: str = DEFAULT_TENANT) -> list[UsageShare]:
+        """Tokens per persona over the tenant's runs (plan nodes), most used first."""
+        query = (
+            select(
+                Node.persona,
+                func.count(),
+                func.coalesce(func.sum(Node.input_tokens), 0),
+                func.coalesce(func.sum(Node.output_tokens), 0),
+            )
+            .where(Node.tenant_id == tenant_id)
+            .group_by(Node.persona)
+        )
+        return self._shares(query)
+
+    def usage_by_model(self, tenant_id: str = DEFAULT_TENANT) -> list[UsageShare]:
+        """Tokens per model spec over the tenant's projects, most used first."""
+        query = (
+            select(
+                Project.model,
+                func.count(),
+                func.coalesce(func.sum(Project.usage_input_tokens), 0),
+                func.coalesce(func.sum(Project.usage_output_tokens), 0),
+            )
+            .where(Project.tenant_id == tenant_id)
+            .group_by(Project.model)
+        )
+        return self._shares(query)
+
+    def _shares(self, query: Select[str | None, int, int, int]) -> list[UsageShare]:
+        with self._read() as session:
+            rows = session.execute(query).all()
+        shares = [UsageShare(name, int(n), int(i), int(o)) for name, n, i, o in rows]
+        return sorted(shares, key=lambda s: (-(s.input_tokens + s.output_tokens), s.name or ""))
 
     # -- nodes ---------------------------------------------------------------------------------
 

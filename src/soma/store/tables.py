@@ -108,6 +108,7 @@ class Project(Base):
     plan: Mapped[dict[str, Any] | None]
     workflow_id: Mapped[str | None] = mapped_column(String(255))
     workspace_path: Mapped[str | None] = mapped_column(Text)
+    model: Mapped[str | None] = mapped_column(String(255))
     usage_input_tokens: Mapped[int] = _count()
     usage_output_tokens: Mapped[int] = _count()
     error: Mapped[str | None] = mapped_column(Text)

@@ -153,6 +153,26 @@ class Workspace:
                 env=env,
             )
 
+    def show(self, rev: str, *, max_chars: int = 200_000) -> str:
+        """One commit as a reviewer reads it: header, changed-file summary and patch, cut at
+        ``max_chars`` so a commit of generated files cannot swamp a page."""
+        out = run_git(
+            self.path,
+            [
+                "show",
+                "--no-color",
+                "--no-ext-diff",
+                "--stat",
+                "--patch",
+                "--end-of-options",
+                self._check_rev(rev),
+                "--",
+            ],
+        )
+        if len(out) > max_chars:
+            return out[:max_chars] + f"\n… cut at {max_chars:,} of {len(out):,} characters\n"
+        return out
+
     def log(self, n: int = 20) -> list[CommitInfo]:
         """The last ``n`` commits, newest first."""
         if n < 1:

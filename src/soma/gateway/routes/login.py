@@ -11,8 +11,9 @@ from typing import Annotated
 
 import jwt
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 
+from soma.console.access import safe_next
 from soma.errors import NotFound, Unauthorized
 from soma.gateway.auth import SESSION_COOKIE, services
 from soma.gateway.schemas import SessionOut
@@ -46,7 +47,14 @@ def _provider(svc: Services) -> LoginProvider:
     response_class=RedirectResponse,
     status_code=302,
 )
-async def oidc_login(request: Request, svc: Svc) -> RedirectResponse:
+async def oidc_login(
+    request: Request,
+    svc: Svc,
+    next: Annotated[
+        str | None,
+        Query(max_length=2000, description="A console path to return to after the login."),
+    ] = None,
+) -> RedirectResponse:
     start = await _provider(svc).begin(_redirect_uri(svc, request))
     flow = jwt.encode(
         {
@@ -55,6 +63,7 @@ async def oidc_login(request: Request, svc: Svc) -> RedirectResponse:
             "state": start.state,
             "nonce": start.nonce,
             "verifier": start.code_verifier,
+            "next": safe_next(next) if next else None,
         },
         svc.secret_key,
         algorithm="HS256",
@@ -72,15 +81,19 @@ async def oidc_login(request: Request, svc: Svc) -> RedirectResponse:
     return response
 
 
-@router.get("/callback", name="oidc_callback", summary="Finish an OIDC login: returns a session")
+@router.get(
+    "/callback",
+    name="oidc_callback",
+    summary="Finish an OIDC login: returns a session (or, from the console, goes back there)",
+)
 async def oidc_callback(
     request: Request,
     svc: Svc,
     code: Annotated[str, Query(min_length=1, max_length=4096)],
     state: Annotated[str, Query(min_length=1, max_length=512)],
-) -> JSONResponse:
+) -> Response:
     provider = _provider(svc)
-    start = _flow(svc, request, state)
+    start, next_path = _flow(svc, request, state)
     claims = await provider.complete(code, _redirect_uri(svc, request), start)
     settings = svc.settings
     user = svc.identity.login_oidc(
@@ -90,7 +103,11 @@ async def oidc_callback(
     body = SessionOut(
         token=token, expires_in=settings.session_ttl_s, user_id=user.id, tenant_id=user.tenant_id
     )
-    response = JSONResponse(body.model_dump())
+    response: Response = (
+        RedirectResponse(next_path, status_code=303)
+        if next_path
+        else JSONResponse(body.model_dump())
+    )
     response.delete_cookie(FLOW_COOKIE, path="/auth/oidc")
     response.set_cookie(
         SESSION_COOKIE,
@@ -103,7 +120,7 @@ async def oidc_callback(
     return response
 
 
-def _flow(svc: Services, request: Request, state: str) -> LoginStart:
+def _flow(svc: Services, request: Request, state: str) -> tuple[LoginStart, str | None]:
     cookie = request.cookies.get(FLOW_COOKIE)
     if not cookie:
         raise Unauthorized("no login in progress in this browser", hint="start at /auth/oidc/login")
@@ -113,6 +130,7 @@ def _flow(svc: Services, request: Request, state: str) -> LoginStart:
         raise Unauthorized(f"the login flow cookie is invalid or expired ({exc})") from exc
     if flow.get("state") != state:
         raise Unauthorized("the login state does not match: possible CSRF, start again")
-    return LoginStart(
+    start = LoginStart(
         url="", state=flow["state"], nonce=flow["nonce"], code_verifier=flow["verifier"]
     )
+    return start, flow.get("next")

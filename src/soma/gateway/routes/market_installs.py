@@ -62,7 +62,7 @@ class TrustIn(_Body):
     )
 
 
-def _installer(svc: Services, who: Principal) -> Installer:
+def installer_for(svc: Services, who: Principal) -> Installer:
     via = f" via key {who.key_id}" if who.key_id else ""
     return Installer(
         svc.store,
@@ -75,7 +75,7 @@ def _installer(svc: Services, who: Principal) -> Installer:
 
 @router.get("/installed", summary="Packages installed in the caller's tenant")
 async def list_installed(who: Reader, svc: Svc) -> list[InstalledPackage]:
-    return await asyncio.to_thread(_installer(svc, who).installed)
+    return await asyncio.to_thread(installer_for(svc, who).installed)
 
 
 @router.post(
@@ -84,7 +84,7 @@ async def list_installed(who: Reader, svc: Svc) -> list[InstalledPackage]:
     summary="Install a package and its dependencies, verified against the tenant's trusted keys",
 )
 async def install_package(body: InstallIn, who: Manager, svc: Svc) -> list[InstalledPackage]:
-    installer = _installer(svc, who)
+    installer = installer_for(svc, who)
     if body.registry is None:
         return await installer.install(LocalSource(svc.store), body.name, body.range)
     async with HttpSource(body.registry, body.token) as source:
@@ -98,15 +98,15 @@ async def install_package(body: InstallIn, who: Manager, svc: Svc) -> list[Insta
     summary="Uninstall a package (refused while another installed package depends on it)",
 )
 async def uninstall_package(name: str, who: Manager, svc: Svc) -> Response:
-    await asyncio.to_thread(_installer(svc, who).uninstall, name)
+    await asyncio.to_thread(installer_for(svc, who).uninstall, name)
     return Response(status_code=204)
 
 
 @router.get("/trust", summary="Publisher keys the caller's tenant trusts for installs")
 async def list_trusted(who: Reader, svc: Svc) -> list[TrustedKeyRecord]:
-    return await asyncio.to_thread(_installer(svc, who).trusted)
+    return await asyncio.to_thread(installer_for(svc, who).trusted)
 
 
 @router.post("/trust", status_code=201, summary="Trust a publisher key for the tenant's installs")
 async def trust_key(body: TrustIn, who: TrustAdmin, svc: Svc) -> TrustedKeyRecord:
-    return await asyncio.to_thread(_installer(svc, who).trust, body.publisher, body.public_key)
+    return await asyncio.to_thread(installer_for(svc, who).trust, body.publisher, body.public_key)

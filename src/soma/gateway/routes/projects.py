@@ -111,19 +111,32 @@ async def stream_events(
     svc: Svc,
     after: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
     last_event_id: Annotated[int | None, Header(ge=0, le=MAX_ID)] = None,
+    named_events: Annotated[
+        bool,
+        Query(
+            description="false: send every event as a plain `message` (its kind is in the "
+            "data), for clients like the browser's EventSource that listen to one type"
+        ),
+    ] = True,
 ) -> StreamingResponse:
     # Checked before streaming starts, so an unknown project is a plain 404.
     await asyncio.to_thread(svc.store.get_project, project_id, who.tenant_id)
     start = last_event_id if last_event_id is not None else after
     return StreamingResponse(
-        _event_stream(svc, who.tenant_id, project_id, start, request),
+        _event_stream(svc, who.tenant_id, project_id, start, request, named=named_events),
         media_type="text/event-stream",
         headers={"x-accel-buffering": "no"},
     )
 
 
 async def _event_stream(
-    svc: Services, tenant_id: str, project_id: str, after: int, request: Request
+    svc: Services,
+    tenant_id: str,
+    project_id: str,
+    after: int,
+    request: Request,
+    *,
+    named: bool = True,
 ) -> AsyncIterator[str]:
     """Tails the store: the workers write events there, so any gateway replica can stream any
     project, and a reconnecting client resumes from ``Last-Event-ID`` without gaps."""
@@ -136,7 +149,8 @@ async def _event_stream(
         for event in events:
             after = event.id
             payload = _event(event).model_dump_json()
-            yield f"id: {event.id}\nevent: {event.kind}\ndata: {payload}\n\n"
+            kind = f"event: {event.kind}\n" if named else ""
+            yield f"id: {event.id}\n{kind}data: {payload}\n\n"
         if events:
             idle_s = 0.0
             continue

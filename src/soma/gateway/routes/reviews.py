@@ -48,7 +48,7 @@ async def list_reviews(
 async def approve(
     project_id: str, node_id: str, body: ReviewDecisionIn, who: Decider, svc: Svc
 ) -> ReviewOut:
-    return await _decide(svc, who, project_id, node_id, approved=True, comment=body.comment)
+    return await decide(svc, who, project_id, node_id, approved=True, comment=body.comment)
 
 
 @router.post(
@@ -59,10 +59,10 @@ async def approve(
 async def reject(
     project_id: str, node_id: str, body: ReviewDecisionIn, who: Decider, svc: Svc
 ) -> ReviewOut:
-    return await _decide(svc, who, project_id, node_id, approved=False, comment=body.comment)
+    return await decide(svc, who, project_id, node_id, approved=False, comment=body.comment)
 
 
-async def _decide(
+async def decide(
     svc: Services, who: Principal, project_id: str, node_id: str, *, approved: bool, comment: str
 ) -> ReviewOut:
     """Signals the workflow, which records the decision: the store changes only once the
