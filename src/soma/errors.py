@@ -137,6 +137,11 @@ class RateLimited(SomaError):
         super().__init__(message, hint=hint)
 
 
+class QuotaExceeded(SomaError):
+    """A tenant's monthly budget (tokens or cost) is used up: no new work until it is raised
+    or the month ends."""
+
+
 class PayloadTooLarge(SomaError):
     """A request body or field is bigger than the configured limit."""
 

@@ -85,6 +85,46 @@ class Settings(BaseSettings):
         "SOMA_MODEL.",
     )
 
+    # -- operations (docs/operations.md) --------------------------------------------------------
+    log_format: Literal["console", "json"] = Field(
+        default="console", description="json: one structured line per log record (structlog)."
+    )
+    log_level: str = "INFO"
+    otel_exporter: Literal["none", "console", "otlp"] = Field(
+        default="none", description="Where OpenTelemetry spans go; otlp uses SOMA_OTEL_ENDPOINT."
+    )
+    otel_endpoint: str | None = Field(
+        default=None, description="OTLP/HTTP traces endpoint, e.g. http://collector:4318/v1/traces."
+    )
+    otel_service_name: str = "soma"
+    metrics_port: int | None = Field(
+        default=None,
+        description="`soma worker` serves Prometheus /metrics on this port (the gateway always "
+        "serves /metrics).",
+    )
+    prices_file: Path | None = Field(
+        default=None,
+        description="A YAML price table (USD per million tokens per model) replacing the "
+        "built-in one.",
+    )
+    event_export: Literal["none", "nats"] = Field(
+        default="none", description="Publish the store's event log to NATS JetStream."
+    )
+    nats_url: str = "nats://127.0.0.1:4222"
+    nats_stream: str = Field(default="SOMA_EVENTS", description="JetStream stream for events.")
+    nats_subject_prefix: str = Field(
+        default="soma.events", description="Events go to <prefix>.<tenant>.<project>."
+    )
+    notifications: bool = Field(
+        default=True, description="Deliver the tenants' notification rules (webhook, Slack, email)."
+    )
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_sender: str = "soma@localhost"
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+
     @property
     def store_url(self) -> str:
         return self.database_url or f"sqlite:///{self.home / 'soma.db'}"

@@ -214,6 +214,23 @@ def test_audit_and_usage_pages(gateway: LiveGateway, browser_client: httpx.Clien
     assert "Tokens per model" in usage
     assert "scripted" in usage
     assert 'aria-label="120 input and 30 output tokens"' in usage
+    assert "No budget set" in usage
+    store.set_budget("acme", monthly_tokens=100, monthly_cost_micros=None)
+    store.record_usage(
+        "acme",
+        "k1",
+        "model",
+        project_id="p-use",
+        model="openai:gpt-4o",
+        input_tokens=120,
+        cost_micros=300,
+    )
+    store.upsert_node("p-use", "n1", tenant_id="acme", capsule="write-code@^1", status="failed")
+    billed = browser_client.get("/usage", params={"by": "capsule"}).text
+    assert "new projects and model calls are refused" in billed
+    assert "openai:gpt-4o" in billed
+    assert "$0.0003" in billed
+    assert re.search(r'<td class="mono">write-code</td><td>1</td>\s*<td>0%', billed)
 
 
 def test_every_console_route_declares_who_may_use_it(gateway: LiveGateway) -> None:

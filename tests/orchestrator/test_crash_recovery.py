@@ -18,6 +18,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -162,6 +163,19 @@ async def test_killed_worker_leaves_no_repeated_side_effect(
     repeated = {line: count for line, count in effects.items() if count > 1}
     assert not repeated, f"side effects repeated after the crash: {repeated}"
     assert sorted(effects) == sorted(expected), f"side effects: {sorted(effects)}"
+
+    # Metering: every model and tool call recorded exactly once, though the worker died between
+    # recording some results and metering them; the usage adds up to the project's totals.
+    day = timedelta(days=1)
+    now = datetime.now(UTC)
+    usage = store.usage_events("default", now - day, now + day, project_id=project_id)
+    metered = Counter(event.kind for event in usage)
+    assert metered["model"] == len(NODES) * (TURNS + 1), metered
+    assert metered["tool"] == len(NODES) * TURNS, metered
+    assert len({event.key for event in usage}) == len(usage)
+    record = store.get_project(project_id)
+    assert sum(e.input_tokens for e in usage) == record.usage_input_tokens > 0
+    assert sum(e.output_tokens for e in usage) == record.usage_output_tokens
 
     workspace = Workspace.open(settings.workspaces_dir, project_id)
     agent_commits = [c for c in workspace.log(50) if c.author_name == f"tester ({CAPSULE})"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from soma.store import Store
 
 
@@ -60,3 +62,14 @@ def test_audit_filters_narrow_by_node_effect_and_tool(store: Store) -> None:
     assert [r.tool for r in store.list_audit("p1", node_id="a")] == ["fs.write", "shell.exec"]
     assert [r.node_id for r in store.list_audit(effect="deny")] == ["a", "b"]
     assert [r.effect for r in store.list_audit(tool="fs.write", effect="deny")] == ["deny"]
+
+
+def test_usage_events_are_recorded_once_per_tenant_and_key(store: Store) -> None:
+    store.create_project("p1", "one")
+    assert store.record_usage("default", "k", "model", project_id="p1", model="m", input_tokens=5)
+    assert not store.record_usage("default", "k", "model", project_id="p1", input_tokens=99)
+    assert store.record_usage("globex", "k", "model", input_tokens=7), "keys are per tenant"
+    start, end = datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
+    (event,) = store.usage_events("default", start, end)
+    assert (event.key, event.input_tokens) == ("k", 5)
+    assert store.period_usage("default", start, end).tokens == 5

@@ -19,10 +19,12 @@ from soma.agents.capsule_runner import run_capsule
 from soma.agents.evals import run_eval
 from soma.cli import market_pack_cmds, market_registry_cmds, project_cmds, serve_cmd
 from soma.cli.admin_cmds import admin_app
+from soma.cli.billing_cmds import billing_app
 from soma.cli.common import console, err_console, friendly_errors, load_library
 from soma.cli.governance_cmds import audit_app, policy_app
 from soma.cli.market_cmds import market_app
 from soma.cli.mcp_cmds import mcp_app
+from soma.cli.notify_cmds import notify_app
 from soma.cli.progress import ProgressPrinter, summary_table
 from soma.cli.project_cmds import review_app, server_app
 from soma.cli.secrets_cmds import secrets_app
@@ -55,8 +57,10 @@ app.add_typer(policy_app, name="policy")
 app.add_typer(admin_app, name="admin")
 app.add_typer(market_app, name="market")
 app.add_typer(mcp_app, name="mcp")
+app.add_typer(notify_app, name="notify")
 app.add_typer(secrets_app, name="secrets")
 app.add_typer(tools_app, name="tools")
+app.add_typer(billing_app, name="billing")
 # Imported for their side effect: they register their commands on market_app.
 _MARKET_COMMANDS = (market_pack_cmds, market_registry_cmds)
 app.command()(project_cmds.run)

@@ -14,6 +14,8 @@ from soma.cli.common import console, friendly_errors, load_library
 from soma.cli.dag_view import STATUS_STYLE
 from soma.cli.orchestrate import run_project
 from soma.errors import NotFound
+from soma.identity.secret import load_secret_key
+from soma.orchestrator.background import background_consumers
 from soma.orchestrator.launch import PlannerMode
 from soma.orchestrator.projects import cancel_project, send_review
 from soma.orchestrator.server import EmbeddedTemporal, connect
@@ -21,6 +23,9 @@ from soma.orchestrator.types import ReviewDecision
 from soma.orchestrator.worker import build_worker
 from soma.settings import Settings
 from soma.store import DEFAULT_TENANT, Store
+from soma.telemetry import init_process
+from soma.telemetry.metrics import start_metrics_server
+from soma.telemetry.temporal import backlog_monitor
 
 review_app = typer.Typer(help="Human review gates: list, approve, reject.", no_args_is_help=True)
 server_app = typer.Typer(help="The embedded Temporal server.", no_args_is_help=True)
@@ -252,13 +257,23 @@ def server_status() -> None:
 def worker() -> None:
     """Run a worker for the task queue until interrupted; start several to scale out."""
     settings = Settings()
+    init_process(settings)
+    if settings.metrics_port is not None:
+        start_metrics_server(settings.metrics_port)
 
     async def go() -> None:
         client = await connect(settings)
         store = Store.open(settings.store_url)
         running = build_worker(client, settings, store=store, library=load_library(settings))
         console.print(f"worker polling task queue {settings.task_queue!r}; Ctrl-C to stop")
-        await running.run()
+        secret = load_secret_key(settings)
+        async with (
+            backlog_monitor(client, settings.task_queue),
+            background_consumers(store, settings, secret) as consumers,
+        ):
+            if consumers:
+                console.print("also running: " + ", ".join(consumers))
+            await running.run()
 
     try:
         asyncio.run(go())

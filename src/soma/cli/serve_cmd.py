@@ -11,6 +11,7 @@ import uvicorn
 from soma.cli.common import console, friendly_errors, load_library
 from soma.gateway.app import build_services, create_app
 from soma.settings import Settings
+from soma.telemetry import init_process
 
 
 @friendly_errors
@@ -33,6 +34,7 @@ def serve(
 ) -> None:
     """Serve the API at http://HOST:PORT (OpenAPI docs at /docs, OpenAI SDKs at /v1)."""
     settings = Settings()
+    init_process(settings)
     services = build_services(settings, library=load_library(settings))
     if not services.store.list_tenants():
         console.print(
@@ -60,4 +62,6 @@ def serve(
         access_log=access_log,
         server_header=False,
         log_level="info",
+        # uvicorn's records go to the root logger, formatted like all others (telemetry.logs).
+        log_config=None,
     )

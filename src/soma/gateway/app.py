@@ -17,6 +17,7 @@ from soma.gateway.errors import install_error_handlers
 from soma.gateway.middleware import HardeningMiddleware
 from soma.gateway.ratelimit import RateLimiter, build_limiter
 from soma.gateway.routes import (
+    billing,
     governance,
     health,
     identity,
@@ -38,12 +39,15 @@ from soma.identity.service import Identity
 from soma.marketplace.catalogue import publish_builtin_catalogue
 from soma.models.protocol import Model
 from soma.models.registry import resolve_model
+from soma.orchestrator.background import background_consumers
 from soma.orchestrator.server import connect
 from soma.orchestrator.worker import build_worker
 from soma.secrets import Vault
 from soma.settings import Settings
 from soma.specs.library import Library
 from soma.store import Store
+from soma.telemetry.asgi import TelemetryMiddleware, metrics_endpoint
+from soma.telemetry.temporal import backlog_monitor
 
 DESCRIPTION = """\
 SomaAgentHub's API: projects planned from a goal and executed durably by agent teams, their
@@ -77,6 +81,12 @@ def create_app(svc: Services, *, engine: bool = False, worker: bool = False) -> 
                         models=svc.models,
                     )
                 )
+                await stack.enter_async_context(
+                    backlog_monitor(svc.engine(), svc.settings.task_queue)
+                )
+                await stack.enter_async_context(
+                    background_consumers(svc.store, svc.settings, svc.secret_key)
+                )
             yield
 
     app = FastAPI(
@@ -86,6 +96,9 @@ def create_app(svc: Services, *, engine: bool = False, worker: bool = False) -> 
         docs_url="/docs",
         redoc_url=None,
         lifespan=lifespan,
+        # Request spans and HTTP metrics come from soma.telemetry's middleware (one span, with
+        # the hardening layer inside it); FastAPI's own would add three spans per request.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.services = svc
     app.state.slack_secrets = _secret_lookup(svc)
@@ -102,6 +115,7 @@ def create_app(svc: Services, *, engine: bool = False, worker: bool = False) -> 
         reviews,
         library,
         governance,
+        billing,
         market,
         market_installs,
         secrets,
@@ -110,6 +124,7 @@ def create_app(svc: Services, *, engine: bool = False, worker: bool = False) -> 
     for module in routers:
         app.include_router(module.router)
     install_console(app)
+    app.add_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
     settings = svc.settings
     if settings.cors_origins:
         app.add_middleware(
@@ -123,6 +138,8 @@ def create_app(svc: Services, *, engine: bool = False, worker: bool = False) -> 
         max_body_bytes=settings.max_body_bytes,
         timeout_s=settings.request_timeout_s,
     )
+    # Outermost, so request spans and latencies include the hardening layer and its answers.
+    app.add_middleware(TelemetryMiddleware)
     return app
 
 

@@ -20,6 +20,7 @@ from soma.errors import (
     NotFound,
     PackageRefused,
     PayloadTooLarge,
+    QuotaExceeded,
     RateLimited,
     SomaError,
     SpecError,
@@ -36,6 +37,7 @@ _STATUS: tuple[tuple[type[SomaError], int], ...] = (
     (Forbidden, 403),
     (NotFound, 404),
     (Conflict, 409),
+    (QuotaExceeded, 402),
     (PayloadTooLarge, 413),
     (SpecError, 422),
     (PackageRefused, 422),
@@ -46,6 +48,7 @@ _STATUS: tuple[tuple[type[SomaError], int], ...] = (
 _HTTP_TYPES = {
     400: "bad_request",
     401: "unauthorized",
+    402: "quota_exceeded",
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",

@@ -34,6 +34,8 @@ class Permission(StrEnum):
     """Set, list (names only) and delete the tenant's secrets, e.g. adapter credentials."""
     MARKET_TRUST = "market:trust"
     """Trust a publisher's key for the whole tenant: what installs will accept from then on."""
+    BILLING_MANAGE = "billing:manage"
+    """Set the tenant's monthly budgets (reading invoices needs only usage:read)."""
 
 
 _VIEW = frozenset(

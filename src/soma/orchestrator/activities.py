@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import functools
 import json
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -31,9 +32,13 @@ from soma.errors import (
     ModelOutputError,
     ModelTimeout,
     NotFound,
+    QuotaExceeded,
     SomaError,
 )
 from soma.identity.secret import load_secret_key
+from soma.metering.budgets import ensure_budget, warn_if_crossed
+from soma.metering.meter import Meter
+from soma.metering.prices import load_prices
 from soma.models.protocol import Model
 from soma.models.types import Message, ModelRequest, ModelResponse, OutputSchema
 from soma.orchestrator.tenant_tools import TenantTools
@@ -56,6 +61,8 @@ from soma.settings import Settings
 from soma.specs.library import Library
 from soma.specs.tenant_libraries import TenantLibraries
 from soma.store import DEFAULT_TENANT, Store
+from soma.telemetry import instrument
+from soma.telemetry.metrics import record_project
 from soma.tools import ToolContext, ToolRegistry
 from soma.tools.sandbox import Sandbox
 from soma.workspace import AgentIdentity, Workspace
@@ -101,6 +108,7 @@ class SomaActivities:
         self._model_cache: dict[str, Model] = {}
         self._constitutions: dict[tuple[str, str], tuple[Library, Constitution]] = {}
         self._tenants: dict[str, str] = {}
+        self.meter = Meter(store, load_prices(settings.prices_file))
 
     def all(self) -> list[Callable[..., Any]]:
         return [
@@ -147,7 +155,11 @@ class SomaActivities:
         action: Action,
     ) -> Decision:
         """Constitution.check, with the decision appended to the audit chain under ``key``."""
-        decision = self.constitution(capsule, subject.tenant).check(subject, action)
+        decision = instrument.decision(
+            action.kind,
+            action.tool,
+            lambda: self.constitution(capsule, subject.tenant).check(subject, action),
+        )
         if action.kind == "tool_call":
             evidence: Any = (
                 decision.arguments if decision.arguments is not None else action.arguments
@@ -228,7 +240,9 @@ class SomaActivities:
 
         async def call() -> ModelResponse | ModelFailure:
             try:
-                return await self.model(params.model).complete(params.request)
+                return await instrument.model_call(
+                    params.model, self.model(params.model).complete(params.request)
+                )
             except ModelHTTPError as exc:
                 if exc.transient:
                     raise
@@ -241,14 +255,40 @@ class SomaActivities:
                 return ModelFailure(error=str(exc))
 
         async def governed() -> ModelResponse | ModelFailure:
+            # Before the call, not on replay: a budget used up stops new calls, while a call
+            # already made (and paid for) is never taken back.
+            refusal = await asyncio.to_thread(self._budget_refusal, params.project_id)
+            if refusal is not None:
+                return ModelFailure(error=refusal)
             reply = await call()
             if isinstance(reply, ModelFailure) or params.subject is None:
                 return reply
             return await asyncio.to_thread(self._govern_output, params, reply)
 
         reply = await self._once(params.key, "model", params.project_id, governed, _model_reply)
+        if isinstance(reply, ModelResponse):
+            await asyncio.to_thread(self._meter_model, params, reply)
         await self._event(params.project_id, params.node_id, params.key, "model", _describe(reply))
         return reply
+
+    def _budget_refusal(self, project_id: str) -> str | None:
+        try:
+            ensure_budget(self.store, self.tenant(project_id))
+        except QuotaExceeded as exc:
+            return str(exc)
+        return None
+
+    def _meter_model(self, params: ModelCallParams, reply: ModelResponse) -> None:
+        tenant = self.tenant(params.project_id)
+        self.meter.model_call(
+            tenant,
+            params.key,
+            project_id=params.project_id,
+            node_id=params.node_id,
+            model=params.model,
+            usage=reply.usage,
+        )
+        warn_if_crossed(self.store, tenant, params.project_id)
 
     def _govern_output(
         self, params: ModelCallParams, reply: ModelResponse
@@ -346,7 +386,9 @@ class SomaActivities:
                 output=OutputSchema(name="critique", json_schema=CRITIQUE_SCHEMA),
             )
             try:
-                response = await self.model(params.model).complete(request)
+                response = await instrument.model_call(
+                    params.model, self.model(params.model).complete(request), purpose="critique"
+                )
                 return CritiqueVerdict.model_validate_json(response.message.content or "")
             except (ModelError, ValueError) as exc:
                 return CritiqueVerdict(ok=True, critique=f"critic unavailable ({exc})")
@@ -384,8 +426,23 @@ class SomaActivities:
         )
 
         async def call() -> ToolOutcome:
-            async with _heartbeating():
-                outcome = await execute_tool_call(params.call, task, registry, context)
+            started = time.monotonic()
+            with instrument.tool_call(params.call.name) as finished:
+                async with _heartbeating():
+                    outcome = await execute_tool_call(params.call, task, registry, context)
+                finished(outcome.ok)
+            # Metered under the activity's key: a retry after a crash records it once.
+            await asyncio.to_thread(
+                functools.partial(
+                    self.meter.tool_call,
+                    tenant,
+                    params.key,
+                    project_id=params.project_id,
+                    node_id=params.node_id,
+                    tool=params.call.name,
+                    seconds=time.monotonic() - started,
+                )
+            )
             # Whatever an adapter or a command printed, the tenant's secret values never reach
             # the model, the store or the event log.
             values = await asyncio.to_thread(secrets.values)
@@ -421,8 +478,22 @@ class SomaActivities:
             )
             return FinishResult(artifacts=artifacts, commit=commit, output=output)
 
-        return await self._once(
+        result = await self._once(
             params.key, "commit", params.project_id, call, FinishResult.model_validate
+        )
+        await asyncio.to_thread(self._meter_storage, params)
+        return result
+
+    def _meter_storage(self, params: FinishParams) -> None:
+        """The workspace's size once the run has committed (its .git included: it is kept)."""
+        workspace = self.workspace(params.project_id)
+        size = sum(f.stat().st_size for f in workspace.path.rglob("*") if f.is_file())
+        self.meter.storage(
+            self.tenant(params.project_id),
+            f"{params.key}/storage",
+            project_id=params.project_id,
+            node_id=params.node_id,
+            size_bytes=size,
         )
 
     @activity.defn(name="auto_review")
@@ -445,7 +516,9 @@ class SomaActivities:
                 output=OutputSchema(name="review", json_schema=REVIEW_SCHEMA),
             )
             try:
-                response = await self.model(params.model).complete(request)
+                response = await instrument.model_call(
+                    params.model, self.model(params.model).complete(request), purpose="review"
+                )
                 verdict = ReviewDecision.model_validate_json(response.message.content or "")
             except (ModelError, ValueError) as exc:
                 return ReviewDecision(
@@ -469,6 +542,8 @@ class SomaActivities:
                 return
             if params.project is not None:
                 self.store.update_project(params.project_id, tenant_id=tenant, **params.project)
+                if params.node_id is None:  # a project's own record: count final statuses
+                    record_project(str(params.project.get("status", "")))
             if params.node_id is not None and params.node is not None:
                 self.store.upsert_node(
                     params.project_id, params.node_id, tenant_id=tenant, **params.node

@@ -6,6 +6,7 @@ the same way; only how progress is shown differs.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from typing import Literal
 
 from temporalio.client import Client
 
+from soma.metering.budgets import ensure_budget
 from soma.models.protocol import Model
 from soma.models.registry import resolve_model
 from soma.orchestrator.projects import start_project, workflow_id
@@ -65,7 +67,9 @@ def record_project(
     max_tokens: int | None,
     tenant_id: str = DEFAULT_TENANT,
 ) -> PreparedProject:
-    """Open the project's workspace and record it as running, ready for its workflow."""
+    """Open the project's workspace and record it as running, ready for its workflow; refused
+    (QuotaExceeded) when the tenant's monthly budget is used up, before anything is created."""
+    ensure_budget(store, tenant_id)
     project_id = new_project_id(goal)
     workspace = Workspace.open(settings.workspaces_dir, project_id)
     record = store.create_project(
@@ -103,7 +107,9 @@ async def launch_project(
     max_tokens: int | None = None,
     tenant_id: str = DEFAULT_TENANT,
 ) -> PreparedProject:
-    """Plan, record and start a project; returns once its workflow has started."""
+    """Plan, record and start a project; returns once its workflow has started. A tenant
+    over its monthly budget is refused before planning, which may itself call a model."""
+    await asyncio.to_thread(ensure_budget, store, tenant_id)
     planned = await plan_goal(goal, library, model_spec, planner, settings)
     prepared = record_project(
         settings,

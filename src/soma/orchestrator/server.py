@@ -40,6 +40,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from soma.errors import SomaError
 from soma.settings import Settings
+from soma.telemetry.temporal import client_interceptors
 
 __all__ = [
     "EmbeddedTemporal",
@@ -346,6 +347,8 @@ async def connect(settings: Settings, *, timeout_s: float = 10.0) -> Client:
                 address,
                 namespace=settings.temporal_namespace,
                 data_converter=pydantic_data_converter,
+                # Trace propagation; workers built from this client inherit it.
+                interceptors=client_interceptors(),
                 connect_timeout=timedelta(seconds=timeout_s),
             ),
             timeout_s,

@@ -19,6 +19,8 @@ from soma.orchestrator.workflows import CapsuleWorkflow, ProjectWorkflow
 from soma.settings import Settings
 from soma.specs.library import Library
 from soma.store import Store
+from soma.telemetry.sandbox import MeteredSandbox
+from soma.telemetry.temporal import ActivityMetrics
 from soma.tools import ToolRegistry, default_registry
 from soma.tools.sandbox import make_sandbox
 
@@ -26,7 +28,17 @@ ModelFactory = Callable[[str], Model]
 
 # Soma's own modules and the libraries the workflows use are deterministic and import-safe, so
 # they are shared with the sandbox instead of re-imported for every workflow run.
-PASSTHROUGH = ("soma", "pydantic", "pydantic_core", "jsonschema", "referencing", "rpds", "yaml")
+# opentelemetry: the tracing interceptor (inherited from the client) keeps its context there.
+PASSTHROUGH = (
+    "soma",
+    "pydantic",
+    "pydantic_core",
+    "jsonschema",
+    "referencing",
+    "rpds",
+    "yaml",
+    "opentelemetry",
+)
 
 
 def build_worker(
@@ -43,7 +55,7 @@ def build_worker(
         settings,
         library=library or Library.builtin(),
         registry=registry or default_registry(),
-        sandbox=make_sandbox(settings.sandbox),
+        sandbox=MeteredSandbox(make_sandbox(settings.sandbox)),
         store=store,
         models=models or (lambda spec: resolve_model(spec, settings)),
     )
@@ -59,4 +71,6 @@ def build_worker(
         max_concurrent_activities=max_concurrent_activities,
         max_concurrent_local_activities=max_concurrent_activities,
         max_concurrent_workflow_tasks=max_concurrent_activities,
+        # Tracing comes from the client's interceptors; this one only counts activities.
+        interceptors=[ActivityMetrics()],
     )

@@ -32,8 +32,11 @@ from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
 from soma.errors import Conflict, NotFound, SomaError
 from soma.store.audit import AuditMixin
+from soma.store.cursors import CursorMixin
 from soma.store.identity import IdentityMixin
 from soma.store.market import MarketMixin
+from soma.store.metering import MeteringMixin
+from soma.store.notifications import NotificationsMixin
 from soma.store.records import (
     DEFAULT_TENANT,
     NODE_TERMINAL,
@@ -79,7 +82,15 @@ class UsageShare(NamedTuple):
     output_tokens: int
 
 
-class Store(IdentityMixin, AuditMixin, MarketMixin, SecretsMixin):
+class Store(
+    IdentityMixin,
+    AuditMixin,
+    MarketMixin,
+    SecretsMixin,
+    MeteringMixin,
+    NotificationsMixin,
+    CursorMixin,
+):
     """Thread-safe access to the store database. Build it with :meth:`Store.open`."""
 
     def __init__(self, engine: Engine) -> None:

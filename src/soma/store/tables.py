@@ -17,6 +17,7 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -27,6 +28,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     false,
+    true,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -417,3 +419,91 @@ class TenantSecret(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_by: Mapped[str] = mapped_column(String(255))
+
+
+class UsageEvent(Base):
+    """One metered unit of work: a model call's tokens, a tool call, sandbox CPU seconds or
+    workspace storage. ``key`` is the activity's idempotency key, unique per tenant, so a
+    retried or replayed activity is metered exactly once."""
+
+    __tablename__ = "usage_events"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "key"),
+        Index("ix_usage_events_tenant_created", "tenant_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    key: Mapped[str] = mapped_column(String(255))
+    project_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    node_id: Mapped[str | None] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(32))
+    model: Mapped[str | None] = mapped_column(String(255))
+    tool: Mapped[str | None] = mapped_column(String(128))
+    input_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    output_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    quantity: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    cost_micros: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TenantBudget(Base):
+    """A tenant's monthly limits; None means unlimited. Checked before work starts."""
+
+    __tablename__ = "tenant_budgets"
+
+    tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    monthly_tokens: Mapped[int | None] = mapped_column(BigInteger)
+    monthly_cost_micros: Mapped[int | None] = mapped_column(BigInteger)
+    warn_fraction: Mapped[float] = mapped_column(Float, default=0.8, server_default="0.8")
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class NotificationRule(Base):
+    """Per tenant: events of ``event_type`` go to ``channel`` (webhook, slack, email) at
+    ``target``; ``secret_name`` names the vault secret that signs or authorises them."""
+
+    __tablename__ = "notification_rules"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(64), index=True)
+    event_type: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(16))
+    target: Mapped[str] = mapped_column(Text)
+    secret_name: Mapped[str | None] = mapped_column(String(128))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class NotificationDelivery(Base):
+    """One notification owed to one rule: its outbox row, retried until delivered or given
+    up. ``(rule_id, event_key)`` is unique, so an event is enqueued once per rule."""
+
+    __tablename__ = "notification_deliveries"
+    __table_args__ = (
+        UniqueConstraint("rule_id", "event_key"),
+        Index("ix_notification_deliveries_due", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(String(64), index=True)
+    rule_id: Mapped[str] = mapped_column(String(32))
+    event_key: Mapped[str] = mapped_column(String(255))
+    event_type: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = _count()
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[datetime | None]
+
+
+class EventCursor(Base):
+    """How far a consumer of the events table (the notifier, an exporter) has got."""
+
+    __tablename__ = "event_cursors"
+
+    consumer: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_event_id: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

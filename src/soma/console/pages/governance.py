@@ -4,6 +4,8 @@ and token usage per project, persona and model, drawn as bar charts."""
 from __future__ import annotations
 
 import asyncio
+import functools
+from datetime import timedelta
 from typing import Annotated, Any, get_args
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -16,7 +18,13 @@ from soma.gateway.schemas import MAX_ID
 from soma.gateway.services import Services
 from soma.identity.permissions import Permission
 from soma.identity.principal import Principal
+from soma.metering.analytics import GroupBy, analytics
+from soma.metering.budgets import budget_status
+from soma.metering.invoice import build_invoice
+from soma.metering.periods import month_of
+from soma.metering.prices import load_prices
 from soma.specs.models import Effect
+from soma.store.tables import utcnow
 
 router = APIRouter()
 
@@ -64,7 +72,13 @@ async def audit(
 
 
 @router.get("/usage", response_class=HTMLResponse)
-async def usage(request: Request, who: UsageReader, svc: Svc) -> HTMLResponse:
+async def usage(
+    request: Request,
+    who: UsageReader,
+    svc: Svc,
+    by: GroupBy = "capsule",
+    days: Annotated[int, Query(ge=1, le=366)] = 30,
+) -> HTMLResponse:
     projects = await asyncio.to_thread(svc.store.list_projects, who.tenant_id, 25)
     totals = await asyncio.to_thread(svc.store.usage_totals, who.tenant_id)
     by_persona = await asyncio.to_thread(svc.store.usage_by_persona, who.tenant_id)
@@ -94,7 +108,27 @@ async def usage(request: Request, who: UsageReader, svc: Svc) -> HTMLResponse:
             ],
         ),
     ]
-    return render(request, "usage.html", who, title="Usage", totals=totals, charts=charts)
+    prices = load_prices(svc.settings.prices_file)
+    month = month_of(utcnow())
+    invoice = await asyncio.to_thread(build_invoice, svc.store, who.tenant_id, month, prices)
+    budget = await asyncio.to_thread(budget_status, svc.store, who.tenant_id)
+    since = utcnow() - timedelta(days=days)
+    rows = await asyncio.to_thread(
+        functools.partial(analytics, svc.store, who.tenant_id, by=by, since=since)
+    )
+    return render(
+        request,
+        "usage.html",
+        who,
+        title="Usage",
+        totals=totals,
+        charts=charts,
+        invoice=invoice,
+        budget=budget,
+        analytics=rows,
+        by=by,
+        days=days,
+    )
 
 
 def _chart(title: str, rows: list[tuple[str, str, int, int]]) -> dict[str, Any]:
