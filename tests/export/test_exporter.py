@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -22,19 +22,7 @@ from soma.export import (
 from soma.export.nats_sink import NatsSink
 from soma.settings import Settings
 from soma.store import EventRecord, Store
-from tests.export import Bus, add_events, eventually, open_bus
-
-
-@pytest.fixture
-async def bus() -> AsyncIterator[Bus]:
-    async with open_bus() as opened:
-        yield opened
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with Store.open(f"sqlite:///{tmp_path}/s.db") as opened:
-        yield opened
+from tests.export import Bus, add_events, eventually
 
 
 async def drain(exporter: EventExporter, last_id: int) -> None:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
 from nats.js.api import StreamConfig
@@ -13,19 +11,7 @@ from nats.js.api import StreamConfig
 from soma.export import MSG_ID_HEADER, EventExportError, dedupe_key
 from soma.export.nats_sink import NatsSink, subject_token
 from soma.store import Store
-from tests.export import Bus, add_events, open_bus
-
-
-@pytest.fixture
-async def bus() -> AsyncIterator[Bus]:
-    async with open_bus() as opened:
-        yield opened
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with Store.open(f"sqlite:///{tmp_path}/s.db") as opened:
-        yield opened
+from tests.export import Bus, add_events
 
 
 async def test_publish_creates_stream_and_routes_each_tenant_to_its_subjects(
