@@ -124,6 +124,12 @@ class Settings(BaseSettings):
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
     smtp_starttls: bool = False
+    qdrant_url: str | None = Field(
+        default=None,
+        description="A Qdrant server for memory (http://host:6333); unset keeps memory in the "
+        "store.",
+    )
+    qdrant_api_key: SecretStr | None = None
 
     @property
     def store_url(self) -> str:

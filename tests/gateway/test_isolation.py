@@ -58,6 +58,10 @@ def beta(gateway: LiveGateway, tmp_path: Path) -> dict[str, str]:
         "beta", B_SECRET, f"{B_PRIVATE}-secret-value", actor="test"
     )
     store.open_review(B_PROJECT, B_NODE, 0, tenant_id="beta")
+    rule = store.create_notification_rule(
+        "beta", "review.needed", "webhook", f"https://{B_PRIVATE}.test/hook"
+    )
+    store.enqueue_notification("beta", rule.id, "event:1", "review.needed", {"summary": "beta's"})
     record_decision(
         store,
         tenant_id="beta",
@@ -91,6 +95,7 @@ def beta(gateway: LiveGateway, tmp_path: Path) -> dict[str, str]:
         "name": B_PACKAGE,
         "version": "1.0.0",
         "publisher": B_PUBLISHER,
+        "rule_id": rule.id,
     }
 
 
@@ -129,6 +134,7 @@ def test_tenant_a_cannot_see_or_touch_tenant_b(gateway: LiveGateway, beta: dict[
     vault = Vault(store, gateway.services.secret_key)
     assert vault.get("beta", B_SECRET) == f"{B_PRIVATE}-secret-value"
     assert vault.get("acme", B_SECRET) == "probe"  # A's PUT wrote A's own secret of that name
+    assert [r.id for r in store.list_notification_rules("beta")] == [beta["rule_id"]]
 
 
 def _body(method: str, path: str) -> dict[str, object] | None:

@@ -84,7 +84,7 @@ def test_usage_is_recorded_once_per_key(acme: Store) -> None:
     assert acme.usage_events("acme", start, end) == []
 
 
-@pytest.mark.parametrize("month", ["2026-13", "26-11", "2026-1", "november"])
+@pytest.mark.parametrize("month", ["2026-13", "26-11", "2026-1", "november", "0000-01", "3000-01"])
 def test_months_are_yyyy_mm(month: str) -> None:
     with pytest.raises(Exception, match="YYYY-MM"):
         month_bounds(month)

@@ -46,3 +46,13 @@ async def harness(
     worker = build_worker(temporal_client, harness_settings, store=store, models=lookup)
     async with worker:
         yield Harness(harness_settings, temporal_client, store, models)
+
+
+# A gateway with the engine and a worker, for tests that drive projects over HTTP.
+from tests.gateway.conftest import (  # noqa: E402
+    engine_gateway,
+    gateway_settings,
+    model_table,
+)
+
+__all__ = ["Harness", "engine_gateway", "gateway_settings", "model_table"]

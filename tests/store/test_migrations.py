@@ -100,4 +100,4 @@ def test_plain_postgresql_url_gets_psycopg() -> None:
 def test_migration_files_ship_in_the_package() -> None:
     assert (MIGRATIONS_DIR / "env.py").is_file()
     assert (MIGRATIONS_DIR / "script.py.mako").is_file()
-    assert _head() == "0008"
+    assert _head() == "0010"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -105,15 +105,18 @@ def build_task(
     workspace: Workspace,
     run_id: str,
     feedback: str | None = None,
+    recalled: Sequence[tuple[str, str]] = (),
 ) -> AgentTask:
     """Everything the agent loop needs, checked: inputs, tools the persona may use, prompts.
 
     ``feedback`` (a reviewer's comment on an earlier attempt, or why it failed) is appended to
-    the task so the next attempt knows what went wrong.
+    the task so the next attempt knows what went wrong; ``recalled`` is what memory adds
+    (:func:`soma.memory.recall.recall_for_run`).
     """
     check_inputs(capsule, inputs)
     tool_names = allowed_tools(capsule, persona, registry)
-    prompt = user_prompt(capsule, inputs, gather_knowledge(capsule, workspace))
+    knowledge = [*gather_knowledge(capsule, workspace), *recalled]
+    prompt = user_prompt(capsule, inputs, knowledge)
     if feedback:
         prompt += f"\n\nYour previous attempt was not accepted:\n{feedback}"
     return AgentTask(
@@ -184,11 +187,19 @@ async def run_capsule(
     on_event: EventSink | None = None,
     tool_timeout_s: float = 60.0,
     tool_memory_mb: int = 1024,
+    recalled: Sequence[tuple[str, str]] = (),
 ) -> CapsuleRunResult:
-    """Run a capsule in-process (no durability): the CLI's single-agent path and the tests'."""
+    """Run a capsule in-process (no durability): the CLI's single-agent path and the tests'.
+    ``recalled`` is what memory adds to the prompt (lessons, answers to memory queries)."""
     run_id = run_id or uuid.uuid4().hex[:12]
     task = build_task(
-        capsule, persona, inputs, registry=registry, workspace=workspace, run_id=run_id
+        capsule,
+        persona,
+        inputs,
+        registry=registry,
+        workspace=workspace,
+        run_id=run_id,
+        recalled=recalled,
     )
     identity = AgentIdentity(persona=persona.name, capsule=capsule.name, run_id=run_id)
     context = ToolContext(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,7 @@ async def run_eval(
     registry: ToolRegistry,
     sandbox: Sandbox,
     workspaces_root: Path,
+    recalled: Sequence[tuple[str, str]] = (),
 ) -> EvalResult:
     """Run one eval in a fresh workspace, so evals never see each other's files."""
     workspace = Workspace.open(
@@ -106,6 +108,7 @@ async def run_eval(
         registry=registry,
         workspace=workspace,
         sandbox=sandbox,
+        recalled=recalled,
     )
     checks = [apply_check(check, capsule, run, workspace) for check in case.checks]
     return EvalResult(

@@ -24,12 +24,15 @@ from soma.cli.common import console, err_console, friendly_errors, load_library
 from soma.cli.governance_cmds import audit_app, policy_app
 from soma.cli.market_cmds import market_app
 from soma.cli.mcp_cmds import mcp_app
+from soma.cli.memory_cmds import memory_app, open_memory
 from soma.cli.notify_cmds import notify_app
 from soma.cli.progress import ProgressPrinter, summary_table
 from soma.cli.project_cmds import review_app, server_app
 from soma.cli.secrets_cmds import secrets_app
+from soma.cli.synthesis_cmds import synthesize
 from soma.cli.tools_cmds import tools_app
 from soma.errors import NotFound, SpecError
+from soma.memory.improve import eval_and_learn
 from soma.models.registry import resolve_model
 from soma.orchestrator.launch import new_project_id
 from soma.settings import Settings
@@ -49,6 +52,7 @@ persona_app = typer.Typer(help="Inspect personas.", no_args_is_help=True)
 agent_app = typer.Typer(help="Run a single agent on one capsule.", no_args_is_help=True)
 app.add_typer(capsule_app, name="capsule")
 app.add_typer(persona_app, name="persona")
+persona_app.command("synthesize")(synthesize)
 app.add_typer(agent_app, name="agent")
 app.add_typer(review_app, name="review")
 app.add_typer(server_app, name="server")
@@ -61,12 +65,14 @@ app.add_typer(notify_app, name="notify")
 app.add_typer(secrets_app, name="secrets")
 app.add_typer(tools_app, name="tools")
 app.add_typer(billing_app, name="billing")
+app.add_typer(memory_app, name="memory")
 # Imported for their side effect: they register their commands on market_app.
 _MARKET_COMMANDS = (market_pack_cmds, market_registry_cmds)
 app.command()(project_cmds.run)
 app.command()(project_cmds.status)
 app.command()(project_cmds.logs)
 app.command()(project_cmds.cancel)
+app.command()(project_cmds.teardown)
 app.command()(project_cmds.worker)
 app.command()(serve_cmd.serve)
 
@@ -192,8 +198,17 @@ def capsule_eval(
     name: Annotated[str, typer.Argument(help="Capsule name or name@range.")],
     case: Annotated[str | None, typer.Option("--eval", help="Run only this eval.")] = None,
     model: Annotated[str | None, typer.Option(help="Model: 'local' or 'openai:<name>'.")] = None,
+    learn: Annotated[
+        bool,
+        typer.Option(
+            help="Recall lessons before each eval and keep lessons from failed checks after it."
+        ),
+    ] = False,
+    rounds: Annotated[int, typer.Option(min=1, help="Run the evals this many times.")] = 1,
+    tenant: Annotated[str, typer.Option(help="Whose memory --learn uses.")] = "default",
 ) -> None:
-    """Run a capsule's evals with a model and show which checks pass."""
+    """Run a capsule's evals with a model and show which checks pass; with --learn and
+    --rounds, watch the success rate as lessons accumulate."""
     settings = Settings()
     library = load_library(settings)
     capsule = library.capsule(name)
@@ -203,27 +218,47 @@ def capsule_eval(
         known = ", ".join(c.name for c in capsule.evals) or "(none)"
         raise NotFound(f"capsule {capsule.ref} has no eval {case!r}", hint=f"evals: {known}")
     resolved = resolve_model(model or settings.model, settings)
-    table = Table("eval", "check", "field", "result", "detail")
+    memory = open_memory(settings) if learn else None
     failed = 0
-    for item in cases:
-        with console.status(f"eval {item.name}: running {capsule.ref} on {resolved.name}…"):
-            outcome = asyncio.run(
-                run_eval(
-                    capsule,
-                    persona,
-                    item,
-                    model=resolved,
-                    registry=default_registry(),
-                    sandbox=make_sandbox(settings.sandbox),
-                    workspaces_root=settings.workspaces_dir,
+    for number in range(1, rounds + 1):
+        table = Table("eval", "check", "field", "result", "detail")
+        failed = 0
+        for item in cases:
+            with console.status(f"eval {item.name}: running {capsule.ref} on {resolved.name}…"):
+                registry, sandbox = default_registry(), make_sandbox(settings.sandbox)
+                root = settings.workspaces_dir
+                run = (
+                    eval_and_learn(
+                        memory,
+                        tenant,
+                        capsule,
+                        persona,
+                        item,
+                        model=resolved,
+                        registry=registry,
+                        sandbox=sandbox,
+                        workspaces_root=root,
+                    )
+                    if memory is not None
+                    else run_eval(
+                        capsule,
+                        persona,
+                        item,
+                        model=resolved,
+                        registry=registry,
+                        sandbox=sandbox,
+                        workspaces_root=root,
+                    )
                 )
-            )
-        failed += not outcome.passed
-        for check in outcome.checks:
-            mark = "[green]pass[/]" if check.passed else "[red]fail[/]"
-            table.add_row(item.name, check.kind, check.field or "", mark, escape(check.detail))
-    console.print(table)
-    console.print(f"{len(cases) - failed}/{len(cases)} evals passed")
+                outcome = asyncio.run(run)
+            failed += not outcome.passed
+            for check in outcome.checks:
+                mark = "[green]pass[/]" if check.passed else "[red]fail[/]"
+                table.add_row(item.name, check.kind, check.field or "", mark, escape(check.detail))
+        if rounds > 1:
+            console.print(f"[bold]round {number}[/]")
+        console.print(table)
+        console.print(f"{len(cases) - failed}/{len(cases)} evals passed")
     if failed:
         raise typer.Exit(1)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Sequence
 
 from rich.console import Console
 from rich.live import Live
@@ -11,7 +12,7 @@ from rich.prompt import Confirm, Prompt
 from temporalio.client import Client, WorkflowFailureError
 
 from soma.cli.dag_view import dag_table
-from soma.orchestrator.launch import PlannerMode, plan_goal, record_project
+from soma.orchestrator.launch import PlannerMode, plan_goal, provision_resources, record_project
 from soma.orchestrator.projects import project_state, send_review, start_project
 from soma.orchestrator.server import connect
 from soma.orchestrator.types import ProjectParams, ProjectState, ReviewDecision
@@ -19,6 +20,7 @@ from soma.orchestrator.worker import build_worker
 from soma.settings import Settings
 from soma.specs.library import Library
 from soma.store import Store
+from soma.workspace.resources import ResourceRequest
 
 REFRESH_S = 0.5
 
@@ -78,6 +80,7 @@ async def run_project(
     max_tokens: int | None,
     auto_approve: bool,
     in_process_worker: bool,
+    resources: Sequence[ResourceRequest] = (),
 ) -> ProjectState:
     store = Store.open(settings.store_url)
     with console.status("planning…"):
@@ -95,6 +98,11 @@ async def run_project(
         concurrency=concurrency,
         max_tokens=max_tokens,
     )
+    if resources:
+        with console.status("provisioning resources…"):
+            provisioned = await provision_resources(settings, store, prepared.record, resources)
+        for res in provisioned:
+            console.print(f"resource {res.kind} {res.name}: {res.location}")
     params = prepared.params
     with console.status("starting the durable engine (Temporal)…"):
         client = await connect(settings)

@@ -1,4 +1,5 @@
-"""Commands about projects: run, status, logs, cancel, reviews, the engine and workers."""
+"""Commands about projects: run, status, logs, cancel, teardown, reviews, the engine and
+workers."""
 
 from __future__ import annotations
 
@@ -7,13 +8,14 @@ import time
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.markup import escape
 from rich.table import Table
 
 from soma.cli.common import console, friendly_errors, load_library
 from soma.cli.dag_view import STATUS_STYLE
 from soma.cli.orchestrate import run_project
-from soma.errors import NotFound
+from soma.errors import Conflict, NotFound
 from soma.identity.secret import load_secret_key
 from soma.orchestrator.background import background_consumers
 from soma.orchestrator.launch import PlannerMode
@@ -21,11 +23,13 @@ from soma.orchestrator.projects import cancel_project, send_review
 from soma.orchestrator.server import EmbeddedTemporal, connect
 from soma.orchestrator.types import ReviewDecision
 from soma.orchestrator.worker import build_worker
+from soma.secrets import Vault
 from soma.settings import Settings
 from soma.store import DEFAULT_TENANT, Store
 from soma.telemetry import init_process
 from soma.telemetry.metrics import start_metrics_server
 from soma.telemetry.temporal import backlog_monitor
+from soma.workspace.resources import ResourceManager, ResourceRequest
 
 review_app = typer.Typer(help="Human review gates: list, approve, reject.", no_args_is_help=True)
 server_app = typer.Typer(help="The embedded Temporal server.", no_args_is_help=True)
@@ -50,10 +54,23 @@ def run(
     worker: Annotated[
         bool, typer.Option(help="Run a worker in this process (off: use `soma worker`s).")
     ] = True,
+    resource: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Provision before starting, as kind[:name], repeatable: git.local, "
+            "github.repo:owner/name, aws.s3_bucket:name. Remove with `soma teardown`."
+        ),
+    ] = None,
 ) -> None:
     """Plan a goal into a DAG of capsules and execute it durably, showing progress live."""
     if planner not in ("auto", "model", "template"):
         raise typer.BadParameter("use auto, model or template", param_hint="--planner")
+    try:
+        requests = [ResourceRequest.parse(spec) for spec in resource or []]
+    except ValidationError as exc:
+        raise typer.BadParameter(
+            "; ".join(str(e["msg"]) for e in exc.errors()), param_hint="--resource"
+        ) from None
     settings = Settings()
     mode: PlannerMode = planner  # type: ignore[assignment]
     state = asyncio.run(
@@ -68,6 +85,7 @@ def run(
             max_tokens=max_tokens,
             auto_approve=auto_approve,
             in_process_worker=worker,
+            resources=requests,
         )
     )
     style = STATUS_STYLE.get(state.status, "")
@@ -162,6 +180,31 @@ def cancel(project: Annotated[str, typer.Argument(help="Project id.")]) -> None:
 
     asyncio.run(go())
     console.print(f"cancellation requested for {project}")
+
+
+@friendly_errors
+def teardown(project: Annotated[str, typer.Argument(help="Project id.")]) -> None:
+    """Tear down a finished project's provisioned resources, reporting each."""
+    settings = Settings()
+    store = Store.open(settings.store_url)
+    tenant = store.project_tenant(project)
+    record = store.get_project(project, tenant)
+    if record.finished_at is None:
+        raise Conflict(
+            f"project {project!r} is still {record.status}",
+            hint=f"wait for it to finish, or `soma cancel {project}` first",
+        )
+    manager = ResourceManager(store, settings, Vault(store, load_secret_key(settings)))
+    try:
+        records = asyncio.run(manager.teardown(tenant, project))
+    finally:
+        table = Table("kind", "name", "status", "location", "how / error")
+        for res in store.list_resources(project, tenant_id=tenant):
+            how = res.error or str((res.details or {}).get("teardown") or "")
+            table.add_row(res.kind, res.name, res.status, res.location or "", escape(how))
+        console.print(table)
+    if not records:
+        console.print(f"project {project} has no resources")
 
 
 @review_app.command("list")

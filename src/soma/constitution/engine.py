@@ -125,7 +125,7 @@ class Constitution:
         self.rules: tuple[CompiledRule, ...] = tuple(rules)
         self._by_kind: dict[str, tuple[CompiledRule, ...]] = {
             kind: tuple(r for r in self.rules if r.rule.action.kind == kind)
-            for kind in ("tool_call", "model_output", "message")
+            for kind in ("tool_call", "model_output", "message", "memory_write")
         }
         self._exact: dict[str, tuple[CompiledRule, ...]] = {}
         for rule in self._by_kind["tool_call"]:

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 __all__ = ["EFFECT_RANK", "Action", "ActionKind", "Decision", "Effect", "Subject"]
 
 Effect = Literal["allow", "deny", "require_approval", "redact"]
-ActionKind = Literal["tool_call", "model_output", "message"]
+ActionKind = Literal["tool_call", "model_output", "message", "memory_write"]
 
 EFFECT_RANK: dict[str, int] = {"allow": 0, "redact": 1, "require_approval": 2, "deny": 3}
 """Precedence of effects: when rules of several effects match, the highest rank decides."""
@@ -34,7 +34,8 @@ class Action(BaseModel):
     """What the subject wants to do.
 
     ``tool_call``: ``tool`` and its ``arguments``; ``model_output``: the model's ``text``;
-    ``message``: the ``text`` one agent sends another.
+    ``message``: the ``text`` one agent sends another; ``memory_write``: the ``text`` about to
+    be kept in memory, where every later run of the tenant may read it.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")

@@ -25,6 +25,7 @@ from soma.gateway.routes import (
     login,
     market,
     market_installs,
+    notifications,
     openai_compat,
     projects,
     reviews,
@@ -119,6 +120,7 @@ def create_app(svc: Services, *, engine: bool = False, worker: bool = False) -> 
         market,
         market_installs,
         secrets,
+        notifications,
         slack,
     )
     for module in routers:

@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from soma.identity.permissions import Permission, Role
 from soma.store import NodeRecord, ProjectRecord
+from soma.store.resources import ResourceRecord
+from soma.workspace.resources import ResourceRequest
 
 GOAL_MAX_CHARS = 4000
 MAX_ID = 2**63 - 1
@@ -28,6 +30,39 @@ class ProjectCreate(_Body):
     )
     concurrency: int = Field(default=3, ge=1, le=32)
     max_tokens: int | None = Field(default=None, ge=1, description="Project token budget.")
+    resources: list[ResourceRequest] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Resources to provision before the project starts, e.g. "
+        '[{"kind": "github.repo", "name": "acme/todo-cli"}]; torn down with '
+        "POST /api/v1/projects/{id}/teardown.",
+    )
+
+
+class ResourceOut(BaseModel):
+    """A resource provisioned for a project, and where it stands."""
+
+    kind: str
+    name: str
+    location: str | None = Field(description="Path, URL or ARN.")
+    status: str = Field(description="provisioned, torn_down or failed.")
+    error: str | None
+    details: dict[str, Any] | None
+    created_at: datetime
+    torn_down_at: datetime | None
+
+    @classmethod
+    def of(cls, record: ResourceRecord) -> ResourceOut:
+        return cls(
+            kind=record.kind,
+            name=record.name,
+            location=record.location,
+            status=record.status,
+            error=record.error,
+            details=record.details,
+            created_at=record.created_at,
+            torn_down_at=record.torn_down_at,
+        )
 
 
 class RunOut(BaseModel):
@@ -69,9 +104,17 @@ class ProjectOut(BaseModel):
     runs: list[RunOut] | None = Field(
         default=None, description="The plan's runs; only on the single-project view."
     )
+    resources: list[ResourceOut] | None = Field(
+        default=None, description="Provisioned resources; only on the single-project view."
+    )
 
     @classmethod
-    def of(cls, record: ProjectRecord, runs: list[NodeRecord] | None = None) -> ProjectOut:
+    def of(
+        cls,
+        record: ProjectRecord,
+        runs: list[NodeRecord] | None = None,
+        resources: list[ResourceRecord] | None = None,
+    ) -> ProjectOut:
         return cls(
             id=record.id,
             goal=record.goal,
@@ -86,6 +129,7 @@ class ProjectOut(BaseModel):
             updated_at=record.updated_at,
             finished_at=record.finished_at,
             runs=None if runs is None else [RunOut.of(n) for n in runs],
+            resources=None if resources is None else [ResourceOut.of(r) for r in resources],
         )
 
 

@@ -36,6 +36,8 @@ class Permission(StrEnum):
     """Trust a publisher's key for the whole tenant: what installs will accept from then on."""
     BILLING_MANAGE = "billing:manage"
     """Set the tenant's monthly budgets (reading invoices needs only usage:read)."""
+    NOTIFICATIONS_MANAGE = "notifications:manage"
+    """Add, list, test and remove the tenant's notification rules; read their deliveries."""
 
 
 _VIEW = frozenset(

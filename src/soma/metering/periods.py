@@ -7,7 +7,9 @@ from datetime import UTC, datetime
 
 from soma.errors import SomaError
 
-_MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+# Years 1970-2999: wide enough for any invoice, narrow enough that every bound is a datetime.
+MONTH_PATTERN = r"^(19[7-9]\d|2\d{3})-(0[1-9]|1[0-2])$"
+_MONTH = re.compile(MONTH_PATTERN)
 
 
 def month_of(when: datetime) -> str:

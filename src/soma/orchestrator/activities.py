@@ -13,7 +13,7 @@ import contextlib
 import functools
 import json
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -36,6 +36,9 @@ from soma.errors import (
     SomaError,
 )
 from soma.identity.secret import load_secret_key
+from soma.memory.factory import build_memory
+from soma.memory.lessons import RunOutcome, record_lessons
+from soma.memory.recall import recall_for_run
 from soma.metering.budgets import ensure_budget, warn_if_crossed
 from soma.metering.meter import Meter
 from soma.metering.prices import load_prices
@@ -59,6 +62,7 @@ from soma.orchestrator.types import (
 from soma.secrets import Vault, mask
 from soma.settings import Settings
 from soma.specs.library import Library
+from soma.specs.models import Capsule
 from soma.specs.tenant_libraries import TenantLibraries
 from soma.store import DEFAULT_TENANT, Store
 from soma.telemetry import instrument
@@ -109,6 +113,12 @@ class SomaActivities:
         self._constitutions: dict[tuple[str, str], tuple[Library, Constitution]] = {}
         self._tenants: dict[str, str] = {}
         self.meter = Meter(store, load_prices(settings.prices_file))
+        self.memory = build_memory(
+            store,
+            settings,
+            constitution_for=lambda tenant: self.constitution(None, tenant),
+            secret_values=lambda tenant: self.vault.reader(tenant).values(),
+        )
 
     def all(self) -> list[Callable[..., Any]]:
         return [
@@ -201,6 +211,33 @@ class SomaActivities:
     def workspace(self, project_id: str) -> Workspace:
         return Workspace.open(self.settings.workspaces_dir, project_id)
 
+    def _recall(
+        self,
+        tenant: str,
+        capsule: Capsule,
+        persona: str,
+        inputs: Mapping[str, Any],
+        project_id: str,
+    ) -> list[tuple[str, str]]:
+        """Memory's additions to the prompt; a memory that fails costs the run its recall, not
+        the run itself."""
+        try:
+            return recall_for_run(self.memory, tenant, capsule, persona, inputs, project_id)
+        except Exception:
+            activity.logger.warning("memory recall failed for %s", capsule.ref, exc_info=True)
+            return []
+
+    def _learn(
+        self, tenant: str, outcome: RunOutcome, key: str, project_id: str, node_id: str | None
+    ) -> None:
+        """Keep the lessons of a run's outcome (under the activity's key: once)."""
+        try:
+            record_lessons(
+                self.memory, tenant, outcome, key=key, project_id=project_id, node_id=node_id
+            )
+        except Exception:
+            activity.logger.warning("could not record lessons of %s", key, exc_info=True)
+
     @activity.defn(name="prepare_capsule")
     async def prepare_capsule(self, params: PrepareParams) -> PreparedCapsule:
         """Resolve capsule and persona and build the agent's task (reads knowledge files)."""
@@ -210,6 +247,10 @@ class SomaActivities:
             registry = await self.tools.registry(await asyncio.to_thread(self.tenant, p.project_id))
             capsule = library.capsule(p.capsule)
             persona = library.persona(capsule.persona)
+            tenant = await asyncio.to_thread(self.tenant, p.project_id)
+            recalled = await asyncio.to_thread(
+                self._recall, tenant, capsule, persona.name, p.inputs, p.project_id
+            )
             task = build_task(
                 capsule,
                 persona,
@@ -218,6 +259,7 @@ class SomaActivities:
                 workspace=self.workspace(p.project_id),
                 run_id=params.run_id,
                 feedback=params.feedback,
+                recalled=recalled,
             )
         except SomaError as exc:
             raise ApplicationError(str(exc), type=type(exc).__name__, non_retryable=True) from exc
@@ -417,6 +459,8 @@ class SomaActivities:
             memory_mb=self.settings.sandbox_memory_mb,
             tenant_id=tenant,
             secrets=secrets,
+            memory=self.memory,
+            project_id=params.project_id,
         )
         task = AgentTask(
             run_id=params.run_id,
@@ -482,6 +526,14 @@ class SomaActivities:
             params.key, "commit", params.project_id, call, FinishResult.model_validate
         )
         await asyncio.to_thread(self._meter_storage, params)
+        if not params.ok:
+            outcome = RunOutcome(
+                capsule=params.capsule, persona=params.persona, ok=False, error=params.error
+            )
+            tenant = await asyncio.to_thread(self.tenant, params.project_id)
+            await asyncio.to_thread(
+                self._learn, tenant, outcome, params.key, params.project_id, params.node_id
+            )
         return result
 
     def _meter_storage(self, params: FinishParams) -> None:
@@ -564,6 +616,8 @@ class SomaActivities:
                         decided_by=decision.reviewer,
                         tenant_id=tenant,
                     )
+                    if not decision.approved and decision.comment:
+                        self._learn_from_review(tenant, params, decision.comment)
             self.store.add_event(
                 params.project_id,
                 params.kind,
@@ -577,6 +631,17 @@ class SomaActivities:
             )
 
         await asyncio.to_thread(write)
+
+    def _learn_from_review(self, tenant: str, params: RecordParams, comment: str) -> None:
+        """A reviewer's rejection is the clearest lesson a capsule gets: keep it for its next
+        runs (the gate's record key makes it once per decision)."""
+        assert params.node_id is not None
+        node = self.store.get_node(params.project_id, params.node_id, tenant_id=tenant)
+        if node.capsule and node.persona:
+            outcome = RunOutcome(
+                capsule=node.capsule, persona=node.persona, ok=True, review_comment=comment
+            )
+            self._learn(tenant, outcome, params.key, params.project_id, params.node_id)
 
     async def _event(
         self, project_id: str, node_id: str | None, key: str, kind: str, message: str

@@ -7,23 +7,30 @@ the same way; only how progress is shown differs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from temporalio.client import Client
 
+from soma.errors import SomaError
+from soma.identity.secret import load_secret_key
 from soma.metering.budgets import ensure_budget
 from soma.models.protocol import Model
 from soma.models.registry import resolve_model
 from soma.orchestrator.projects import start_project, workflow_id
 from soma.orchestrator.types import ProjectParams
 from soma.planner import PlanResult, make_plan
+from soma.secrets import Vault
 from soma.settings import Settings
 from soma.specs.library import Library
 from soma.store import DEFAULT_TENANT, ProjectRecord, Store
+from soma.store.resources import ResourceRecord
 from soma.workspace import Workspace
+from soma.workspace.resources import ResourceManager, ResourceRequest
 
 PlannerMode = Literal["auto", "model", "template"]
 LOCAL_TOO_WEAK = (
@@ -94,6 +101,37 @@ def record_project(
     return PreparedProject(record, planned, params)
 
 
+async def provision_resources(
+    settings: Settings,
+    store: Store,
+    record: ProjectRecord,
+    requests: Sequence[ResourceRequest],
+    *,
+    vault: Vault | None = None,
+) -> list[ResourceRecord]:
+    """Provision the project's resources after its workspace exists, before its workflow
+    starts. On a failure the resources already provisioned are torn down again, the project is
+    recorded as failed with the reason, and the error is raised: no workflow is ever started
+    for a project whose resources are missing."""
+    if not requests:
+        return []
+    manager = ResourceManager(store, settings, vault or Vault(store, load_secret_key(settings)))
+    try:
+        return await manager.provision(record.tenant_id, record.id, requests)
+    except SomaError as exc:
+        # A failed rollback is recorded on its resource, and `soma teardown` retries it.
+        with contextlib.suppress(SomaError):
+            await manager.teardown(record.tenant_id, record.id)
+        await asyncio.to_thread(
+            store.update_project,
+            record.id,
+            tenant_id=record.tenant_id,
+            status="failed",
+            error=f"provisioning failed: {exc.message}",
+        )
+        raise
+
+
 async def launch_project(
     client: Client,
     settings: Settings,
@@ -106,9 +144,12 @@ async def launch_project(
     concurrency: int = 3,
     max_tokens: int | None = None,
     tenant_id: str = DEFAULT_TENANT,
+    resources: Sequence[ResourceRequest] = (),
+    vault: Vault | None = None,
 ) -> PreparedProject:
-    """Plan, record and start a project; returns once its workflow has started. A tenant
-    over its monthly budget is refused before planning, which may itself call a model."""
+    """Plan, record, provision and start a project; returns once its workflow has started. A
+    tenant over its monthly budget is refused before planning, which may itself call a model;
+    a resource that cannot be provisioned fails the project before its workflow starts."""
     await asyncio.to_thread(ensure_budget, store, tenant_id)
     planned = await plan_goal(goal, library, model_spec, planner, settings)
     prepared = record_project(
@@ -121,5 +162,6 @@ async def launch_project(
         max_tokens=max_tokens,
         tenant_id=tenant_id,
     )
+    await provision_resources(settings, store, prepared.record, resources, vault=vault)
     await start_project(client, settings, prepared.params)
     return prepared

@@ -176,10 +176,11 @@ class RuleSubject(Spec):
 
 
 class RuleAction(Spec):
-    """What a rule is about: a tool-name pattern, a model output or an agent-to-agent message."""
+    """What a rule is about: a tool-name pattern, a model output, an agent-to-agent message, or
+    a memory write."""
 
     tool: str | None = None
-    kind: Literal["tool_call", "model_output", "message"] = "tool_call"
+    kind: Literal["tool_call", "model_output", "message", "memory_write"] = "tool_call"
 
 
 class Rule(Spec):

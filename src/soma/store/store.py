@@ -35,6 +35,7 @@ from soma.store.audit import AuditMixin
 from soma.store.cursors import CursorMixin
 from soma.store.identity import IdentityMixin
 from soma.store.market import MarketMixin
+from soma.store.memory import MemoryMixin
 from soma.store.metering import MeteringMixin
 from soma.store.notifications import NotificationsMixin
 from soma.store.records import (
@@ -51,6 +52,7 @@ from soma.store.records import (
     ReviewRecord,
     ReviewStatus,
 )
+from soma.store.resources import ResourcesMixin
 from soma.store.secrets import SecretsMixin
 from soma.store.tables import ActivityResult, Event, Node, Project, Review, utcnow
 
@@ -89,7 +91,9 @@ class Store(
     SecretsMixin,
     MeteringMixin,
     NotificationsMixin,
+    ResourcesMixin,
     CursorMixin,
+    MemoryMixin,
 ):
     """Thread-safe access to the store database. Build it with :meth:`Store.open`."""
 

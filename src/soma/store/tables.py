@@ -507,3 +507,40 @@ class EventCursor(Base):
     consumer: Mapped[str] = mapped_column(String(64), primary_key=True)
     last_event_id: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ProjectResource(Base):
+    """Something provisioned for a project through an adapter (a bare repository, a GitHub
+    repository, an S3 bucket), kept so it can be torn down with the project. ``(tenant_id,
+    project_id, kind, name)`` is unique: provisioning the same request twice reuses the row."""
+
+    __tablename__ = "project_resources"
+    __table_args__ = (UniqueConstraint("tenant_id", "project_id", "kind", "name"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(String(64), index=True)
+    project_id: Mapped[str] = mapped_column(String(128), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(255))
+    location: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(Text)
+    details: Mapped[dict[str, Any] | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    torn_down_at: Mapped[datetime | None]
+
+
+class MemoryRow(Base):
+    """One memory item of a tenant, with its embedding (float32 bytes) for the embedded index."""
+
+    __tablename__ = "memory_items"
+    __table_args__ = (Index("ix_memory_items_tenant_scope", "tenant_id", "scope"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    scope: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(32))
+    text: Mapped[str] = mapped_column(Text)
+    meta: Mapped[dict[str, Any]]
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

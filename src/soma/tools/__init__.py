@@ -15,8 +15,9 @@ def default_registry() -> ToolRegistry:
     """A fresh registry with the built-in tools (fresh so callers may add their own)."""
     from soma.tools.adapters import ADAPTER_TOOLS
     from soma.tools.builtins import BUILTIN_TOOLS
+    from soma.tools.memory_tools import MEMORY_TOOLS
 
-    return ToolRegistry([*BUILTIN_TOOLS, *ADAPTER_TOOLS])
+    return ToolRegistry([*BUILTIN_TOOLS, *MEMORY_TOOLS, *ADAPTER_TOOLS])
 
 
 __all__ = [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -12,6 +12,9 @@ from soma.errors import ToolError
 from soma.models.types import ToolSpec
 from soma.tools.sandbox import Sandbox
 from soma.workspace import AgentIdentity, Workspace
+
+if TYPE_CHECKING:  # memory depends on the constitution and the store; tools only hold it
+    from soma.memory.gateway import Memory
 
 
 class SecretReader(Protocol):
@@ -35,6 +38,9 @@ class ToolContext:
     memory_mb: int = 1024
     tenant_id: str = "default"
     secrets: SecretReader | None = None
+    memory: Memory | None = None
+    """The memory gateway, for ``memory.*`` tools; None where the process has none."""
+    project_id: str | None = None
 
 
 class ToolResult(BaseModel):

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from tests.gateway.conftest import serve_in_thread
 
@@ -33,6 +33,7 @@ class Repo:
     files: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)  # (br, path)
     issues: dict[int, dict[str, Any]] = field(default_factory=dict)  # issues and PRs share numbers
     comments: list[dict[str, Any]] = field(default_factory=list)
+    archived: bool = False
 
     @property
     def html_url(self) -> str:
@@ -43,6 +44,9 @@ class Repo:
 class FakeGitHub:
     repos: dict[tuple[str, str], Repo] = field(default_factory=dict)
     requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
+    login: str = "soma-bot"
+    orgs: set[str] = field(default_factory=lambda: {"acme"})
+    refuse_delete: bool = False  # like a token without the delete_repo scope
 
     def add_repo(self, owner: str, name: str) -> Repo:
         repo = Repo(owner, name, branches={"main": _sha(owner, name, "init")})
@@ -85,6 +89,58 @@ def create_app(state: FakeGitHub) -> FastAPI:
             "default_branch": repo.default_branch,
             "html_url": repo.html_url,
         }
+
+    @app.get("/user")
+    async def user() -> Any:
+        return {"login": state.login, "type": "User"}
+
+    def create_repo(owner: str, body: dict[str, Any]) -> JSONResponse:
+        name = str(body.get("name") or "")
+        if (owner, name) in state.repos:
+            return _error(
+                422,
+                "Repository creation failed.",
+                [{"resource": "Repository", "code": "custom", "field": "name",
+                  "message": "name already exists on this account"}],
+            )  # fmt: skip
+        repo = state.add_repo(owner, name)
+        out = {
+            "name": name,
+            "full_name": f"{owner}/{name}",
+            "private": bool(body.get("private")),
+            "html_url": repo.html_url,
+            "clone_url": f"{repo.html_url}.git",
+        }
+        return JSONResponse(out, status_code=201)
+
+    @app.post("/user/repos")
+    async def create_user_repo(request: Request) -> Any:
+        return create_repo(state.login, await request.json())
+
+    @app.post("/orgs/{org}/repos")
+    async def create_org_repo(org: str, request: Request) -> Any:
+        if org not in state.orgs:
+            return _error(404, "Not Found")
+        return create_repo(org, await request.json())
+
+    @app.delete("/repos/{owner}/{name}")
+    async def delete_repo(owner: str, name: str) -> Any:
+        repo = repo_or_404(owner, name)
+        if isinstance(repo, JSONResponse):
+            return repo
+        if state.refuse_delete:
+            return _error(403, "Must have admin rights to Repository.")
+        del state.repos[(owner, name)]
+        return Response(status_code=204)
+
+    @app.patch("/repos/{owner}/{name}")
+    async def update_repo(owner: str, name: str, request: Request) -> Any:
+        repo = repo_or_404(owner, name)
+        if isinstance(repo, JSONResponse):
+            return repo
+        body = await request.json()
+        repo.archived = bool(body.get("archived", repo.archived))
+        return {"full_name": f"{owner}/{name}", "archived": repo.archived}
 
     @app.get("/repos/{owner}/{name}/git/ref/heads/{branch:path}")
     async def get_ref(owner: str, name: str, branch: str) -> Any:

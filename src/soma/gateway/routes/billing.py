@@ -17,7 +17,7 @@ from soma.identity.principal import Principal
 from soma.metering.analytics import AnalyticsRow, Bucket, GroupBy, analytics
 from soma.metering.budgets import budget_status
 from soma.metering.invoice import Invoice, build_invoice
-from soma.metering.periods import month_of
+from soma.metering.periods import MONTH_PATTERN, month_of
 from soma.metering.prices import MICROS_PER_USD, load_prices, usd
 from soma.store.tables import utcnow
 
@@ -26,7 +26,7 @@ router = APIRouter(prefix="/api/v1", tags=["billing"])
 Svc = Annotated[Services, Depends(services)]
 UsageReader = Annotated[Principal, Depends(require(Permission.USAGE_READ))]
 BillingAdmin = Annotated[Principal, Depends(require(Permission.BILLING_MANAGE))]
-Month = Annotated[str | None, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM")]
+Month = Annotated[str | None, Query(pattern=MONTH_PATTERN, description="YYYY-MM")]
 
 
 class BudgetIn(BaseModel):

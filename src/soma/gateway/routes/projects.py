@@ -1,4 +1,5 @@
-"""Projects and their runs: create from a goal, list, watch live (SSE), cancel."""
+"""Projects and their runs: create from a goal, list, watch live (SSE), cancel, tear down
+their provisioned resources."""
 
 from __future__ import annotations
 
@@ -12,13 +13,22 @@ from fastapi.responses import StreamingResponse
 
 from soma.errors import Conflict
 from soma.gateway.auth import require, services
-from soma.gateway.schemas import MAX_ID, EventOut, ProjectCreate, ProjectOut, RunOut
+from soma.gateway.schemas import (
+    MAX_ID,
+    EventOut,
+    ProjectCreate,
+    ProjectOut,
+    ResourceOut,
+    RunOut,
+)
 from soma.gateway.services import Services
 from soma.identity.permissions import Permission
 from soma.identity.principal import Principal
 from soma.orchestrator.launch import launch_project
 from soma.orchestrator.projects import cancel_project
+from soma.secrets import Vault
 from soma.store import EventRecord
+from soma.workspace.resources import ResourceManager
 
 router = APIRouter(prefix="/api/v1/projects", tags=["projects"])
 
@@ -44,8 +54,13 @@ async def create_project(body: ProjectCreate, who: Writer, svc: Svc) -> ProjectO
         concurrency=body.concurrency,
         max_tokens=body.max_tokens,
         tenant_id=who.tenant_id,
+        resources=body.resources,
+        vault=Vault(svc.store, svc.secret_key),
     )
-    return ProjectOut.of(prepared.record)
+    resources = await asyncio.to_thread(
+        svc.store.list_resources, prepared.record.id, tenant_id=who.tenant_id
+    )
+    return ProjectOut.of(prepared.record, resources=resources)
 
 
 @router.get("", summary="The tenant's projects, newest first")
@@ -60,7 +75,10 @@ async def list_projects(
 async def get_project(project_id: str, who: Reader, svc: Svc) -> ProjectOut:
     record = await asyncio.to_thread(svc.store.get_project, project_id, who.tenant_id)
     nodes = await asyncio.to_thread(svc.store.list_nodes, project_id, tenant_id=who.tenant_id)
-    return ProjectOut.of(record, nodes)
+    resources = await asyncio.to_thread(
+        svc.store.list_resources, project_id, tenant_id=who.tenant_id
+    )
+    return ProjectOut.of(record, nodes, resources)
 
 
 @router.post("/{project_id}/cancel", status_code=202, summary="Cancel a running project")
@@ -70,6 +88,28 @@ async def cancel(project_id: str, who: Writer, svc: Svc) -> ProjectOut:
         raise Conflict(f"project {project_id!r} already {record.status}")
     await cancel_project(svc.engine(), project_id)
     return ProjectOut.of(record)
+
+
+@router.get("/{project_id}/resources", summary="The project's provisioned resources")
+async def list_resources(project_id: str, who: Reader, svc: Svc) -> list[ResourceOut]:
+    await asyncio.to_thread(svc.store.get_project, project_id, who.tenant_id)
+    records = await asyncio.to_thread(svc.store.list_resources, project_id, tenant_id=who.tenant_id)
+    return [ResourceOut.of(r) for r in records]
+
+
+@router.post(
+    "/{project_id}/teardown", summary="Tear down a finished project's provisioned resources"
+)
+async def teardown(project_id: str, who: Writer, svc: Svc) -> list[ResourceOut]:
+    record = await asyncio.to_thread(svc.store.get_project, project_id, who.tenant_id)
+    if record.status not in TERMINAL:
+        raise Conflict(
+            f"project {project_id!r} is still {record.status}",
+            hint="wait for it to finish, or cancel it first; its agents may still use them",
+        )
+    manager = ResourceManager(svc.store, svc.settings, Vault(svc.store, svc.secret_key))
+    records = await manager.teardown(who.tenant_id, project_id)
+    return [ResourceOut.of(r) for r in records]
 
 
 @router.get("/{project_id}/runs", summary="The project's runs (plan nodes)")

@@ -22,7 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import Field, model_validator
 
 from soma.errors import ToolError
-from soma.tools.base import Tool, ToolArgs, ToolContext, ToolResult, tool
+from soma.tools.base import SecretReader, Tool, ToolArgs, ToolContext, ToolResult, tool
 from soma.tools.sandbox import OUTPUT_LIMIT_BYTES
 
 if TYPE_CHECKING:
@@ -57,12 +57,16 @@ class AwsCredentials:
 
 def credentials(ctx: ToolContext) -> AwsCredentials:
     """The tenant's AWS credentials, or a ToolError naming the secrets an operator must set."""
-    secrets = ctx.secrets
+    return tenant_credentials(ctx.secrets, ctx.tenant_id)
+
+
+def tenant_credentials(secrets: SecretReader | None, tenant_id: str) -> AwsCredentials:
+    """:func:`credentials` outside a tool call (the workspace manager provisions with them)."""
     key_id = secrets.get("aws.access_key_id") if secrets else None
     secret = secrets.get("aws.secret_access_key") if secrets else None
     if not key_id or not secret:
         raise ToolError(
-            f"no AWS credentials for tenant {ctx.tenant_id!r}",
+            f"no AWS credentials for tenant {tenant_id!r}",
             hint="an operator must set the secrets 'aws.access_key_id' and "
             "'aws.secret_access_key' (and optionally 'aws.region', 'aws.endpoint_url') "
             "in this tenant's secret store",
@@ -88,8 +92,8 @@ def _session(creds: AwsCredentials) -> boto3.session.Session:
     )
 
 
-def _config(ctx: ToolContext) -> Config:
-    timeout = max(1.0, min(ctx.timeout_s, 60.0))
+def _config(ctx: ToolContext | float) -> Config:
+    timeout = max(1.0, min(ctx if isinstance(ctx, float) else ctx.timeout_s, 60.0))
     return Config(
         connect_timeout=timeout,
         read_timeout=timeout,
@@ -97,7 +101,8 @@ def _config(ctx: ToolContext) -> Config:
     )
 
 
-def s3_client(creds: AwsCredentials, ctx: ToolContext) -> S3Client:
+def s3_client(creds: AwsCredentials, ctx: ToolContext | float) -> S3Client:
+    """An S3 client for one call; ``ctx`` is the tool's context, or a timeout in seconds."""
     return _session(creds).client("s3", endpoint_url=creds.endpoint_url, config=_config(ctx))
 
 

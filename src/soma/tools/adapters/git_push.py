@@ -5,8 +5,8 @@ workspace git call. The GitHub token, when one applies, reaches git only through
 config (``http.<origin>/.extraHeader``), never the URL, argv or output, and only for the
 GitHub host the tenant configured, so an agent cannot point a push at its own server to
 collect the token. Local remotes (paths, ``file://``) are accepted only from the operator's
-``git.remote_url`` secret: from arguments they would let an agent write into any repository
-on the worker's disk.
+``git.remote_url`` secret or the project's provisioned ``git.local`` repository: from arguments
+they would let an agent write into any repository on the worker's disk.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from soma.errors import ToolError
 from soma.tools.adapters.github import API_URL_SECRET, DEFAULT_API_URL, TOKEN_SECRET
 from soma.tools.base import Tool, ToolArgs, ToolContext, ToolResult, tool
 from soma.workspace.git import _BASE_ARGV, _BASE_ENV
+from soma.workspace.repos import provisioned_origin
 
 REMOTE_SECRET = "git.remote_url"
 PUSH_TIMEOUT_S = 120.0
@@ -94,6 +95,10 @@ async def _git(cwd: str, args: list[str], env: dict[str, str]) -> tuple[int, str
 async def git_push(args: PushArgs, ctx: ToolContext) -> ToolResult:
     secrets = ctx.secrets
     configured = secrets.get(REMOTE_SECRET) if secrets is not None else None
+    # A project's own provisioned repository (docs/resources.md) wins over the tenant's default.
+    own = provisioned_origin(ctx.workspace.path, ctx.tenant_id, ctx.workspace.project_id)
+    if own is not None:
+        configured = str(own)
     remote = args.remote or configured
     if not remote:
         raise ToolError(

@@ -18,7 +18,7 @@ import httpx
 from pydantic import Field
 
 from soma.errors import ToolError
-from soma.tools.base import Tool, ToolArgs, ToolContext, ToolResult, tool
+from soma.tools.base import SecretReader, Tool, ToolArgs, ToolContext, ToolResult, tool
 
 DEFAULT_API_URL = "https://api.github.com"
 TOKEN_SECRET = "github.token"
@@ -60,12 +60,21 @@ class _GitHub:
     """One tool call's view of the API: credentials resolved, every answer masked."""
 
     def __init__(self, ctx: ToolContext) -> None:
-        secrets = ctx.secrets
+        self._setup(ctx.secrets, ctx.tenant_id)
+
+    @classmethod
+    def for_tenant(cls, secrets: SecretReader | None, tenant_id: str) -> _GitHub:
+        """The same client outside a tool call (the workspace manager provisions with it)."""
+        gh = cls.__new__(cls)
+        gh._setup(secrets, tenant_id)
+        return gh
+
+    def _setup(self, secrets: SecretReader | None, tenant_id: str) -> None:
         token = secrets.get(TOKEN_SECRET) if secrets is not None else None
         if not token:
             raise ToolError(
-                f"no GitHub token for tenant {ctx.tenant_id!r}",
-                hint=f"set it with `soma secrets set {ctx.tenant_id} {TOKEN_SECRET}`",
+                f"no GitHub token for tenant {tenant_id!r}",
+                hint=f"set it with `soma secrets set {tenant_id} {TOKEN_SECRET}`",
             )
         self.token = token
         api_url = secrets.get(API_URL_SECRET) if secrets is not None else None
@@ -355,6 +364,9 @@ async def github_merge_pr(args: MergePrArgs, ctx: ToolContext) -> ToolResult:
         {"number": args.number, "sha": sha, "merged": True},
     )
 
+
+GitHubApi = _GitHub
+"""The adapter's API client, for callers outside a tool call (``GitHubApi.for_tenant``)."""
 
 GITHUB_TOOLS: list[Tool] = [
     github_get_repo,
