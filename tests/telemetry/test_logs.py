@@ -43,7 +43,7 @@ def test_stdlib_records_are_json_lines() -> None:
 
 def test_api_keys_and_bearer_tokens_never_reach_the_output() -> None:
     stream = _json_logging()
-    logging.getLogger("uvicorn.error").info("auth failed for %s (header %s)", API_KEY, BEARER)
+    logging.getLogger("some.library").warning("auth failed for %s (header %s)", API_KEY, BEARER)
     get_logger("soma.test").warning(
         "request", headers={"Authorization": BEARER}, token="plain-token-value", key=API_KEY
     )
