@@ -17,6 +17,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from soma.cli.backup_cmds import register as register_backup
 from soma.cli.common import console, err_console, friendly_errors
 from soma.identity import Identity, Permission, load_secret_key
 from soma.marketplace.catalogue import trust_catalogue_keys
@@ -24,7 +25,8 @@ from soma.settings import Settings
 from soma.store import ApiKeyRecord, Store
 from soma.store.tables import utcnow
 
-admin_app = typer.Typer(help="Tenants, users and API keys.", no_args_is_help=True)
+admin_app = typer.Typer(help="Tenants, users, API keys; backup and restore.", no_args_is_help=True)
+register_backup(admin_app)
 
 _DAY_S = 86_400
 

@@ -43,7 +43,7 @@ MIN_SECRET_BYTES = 32
 SYSTEM = "system"
 """The audit actor of identity changes made with no caller to name (OIDC sign-ups, tests)."""
 TENANT_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
-_EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
+_EMAIL = re.compile(r"[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+")  # no NUL or control chars
 _MAX_EMAIL = 320
 _MAX_NAME = 255
 _PERMISSION_VALUES = frozenset(p.value for p in Permission)

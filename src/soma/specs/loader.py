@@ -19,6 +19,7 @@ import jsonschema
 import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
+from referencing.exceptions import Unresolvable
 
 from soma.errors import SpecError
 from soma.specs.models import SPEC_TYPES, Capsule, Constitution, Persona, Plan, Spec
@@ -43,6 +44,10 @@ __all__ = [
 
 MAX_SPEC_BYTES = 1024 * 1024
 """Specs are small; anything bigger is a mistake (or an attack on the YAML parser)."""
+MAX_SPEC_DEPTH = 64
+"""No spec nests deeper; refusing more keeps every later walk off the stack limit."""
+MAX_ALIAS_EXPANSION = 10_000
+"""Values an alias (``*name``) may repeat in all; more is an alias bomb ("billion laughs")."""
 
 S = TypeVar("S", bound=Spec)
 
@@ -58,13 +63,14 @@ def parse_yaml(text: str, source: str) -> tuple[Any, SourceMap]:
     """Parse one YAML document into plain data plus the line of every key and item."""
     if len(text.encode("utf-8", errors="replace")) > MAX_SPEC_BYTES:
         raise _too_big(source)
+    _check_characters(text, source)
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
         if node is None:
             raise SpecError("the document is empty", file=source, line=1, hint=_KIND_HINT)
         lines: dict[DocPath, int] = {(): node.start_mark.line + 1}
-        _index_node(loader, node, (), lines, source, frozenset())
+        _index_node(loader, node, (), lines, source, _Walk())
         data = loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
         raise _yaml_error(exc, text, source) from None
@@ -75,23 +81,78 @@ def parse_yaml(text: str, source: str) -> tuple[Any, SourceMap]:
     return data, SourceMap(source, lines)
 
 
+class _Walk:
+    """Bounds of one index walk: nodes seen once, and how many were repeated through aliases."""
+
+    def __init__(self) -> None:
+        self.seen: set[int] = set()
+        self.active: set[int] = set()
+        self.repeats = 0
+
+
+_UNREADABLE = re.compile(
+    r"[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
+)
+"""What YAML refuses to read: control characters, NUL, lone surrogates, U+FFFE and U+FFFF."""
+
+
+def _check_characters(text: str, source: str) -> None:
+    """Refuse unreadable characters with their line; PyYAML gives only an offset, or crashes."""
+    found = _UNREADABLE.search(text.lstrip("\ufeff"))
+    if found is not None:
+        offset = found.start() + len(text) - len(text.lstrip("\ufeff"))
+        raise SpecError(
+            f"unacceptable character U+{ord(found.group()):04X} (control characters, NUL and"
+            " lone surrogates are not allowed)",
+            file=source,
+            line=text.count("\n", 0, offset) + 1,
+            hint='remove it, or write it as an escape inside a double-quoted string, e.g. "\\t"',
+        )
+
+
 def _index_node(
     loader: yaml.SafeLoader,
     node: yaml.Node,
     path: DocPath,
     lines: dict[DocPath, int],
     source: str,
-    active: frozenset[int],
+    walk: _Walk,
 ) -> None:
-    if id(node) in active:  # a recursive alias; the constructor reports it if it matters
-        return
-    active = active | {id(node)}
+    if id(node) in walk.active:
+        raise SpecError(
+            "an alias (`*name`) refers to a value that contains it",
+            file=source,
+            line=node.start_mark.line + 1,
+            field=format_path(path[:8]),
+            hint="spec values are plain data and cannot contain themselves",
+        )
+    if len(path) > MAX_SPEC_DEPTH:
+        raise SpecError(
+            f"the document nests deeper than {MAX_SPEC_DEPTH} levels",
+            file=source,
+            line=node.start_mark.line + 1,
+            field=format_path(path[:8]),
+            hint="flatten the structure; specs never need this much nesting",
+        )
+    if id(node) in walk.seen:
+        walk.repeats += 1
+        if walk.repeats > MAX_ALIAS_EXPANSION:
+            raise SpecError(
+                f"aliases expand the document to more than {MAX_ALIAS_EXPANSION} repeated values",
+                file=source,
+                line=node.start_mark.line + 1,
+                field=format_path(path[:8]),
+                hint="an alias bomb? repeat the values instead of nesting aliases (`*name`)",
+            )
+    walk.seen.add(id(node))
+    walk.active.add(id(node))
     if isinstance(node, yaml.MappingNode):
-        _index_mapping(loader, node, path, lines, source, active)
+        _index_mapping(loader, node, path, lines, source, walk)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             lines[(*path, index)] = item.start_mark.line + 1
-            _index_node(loader, item, (*path, index), lines, source, active)
+            _index_node(loader, item, (*path, index), lines, source, walk)
+    walk.active.discard(id(node))
 
 
 def _index_mapping(
@@ -100,7 +161,7 @@ def _index_mapping(
     path: DocPath,
     lines: dict[DocPath, int],
     source: str,
-    active: frozenset[int],
+    walk: _Walk,
 ) -> None:
     """Record key lines and refuse duplicate keys, which PyYAML would silently let win."""
     first_seen: dict[Any, int] = {}
@@ -119,7 +180,7 @@ def _index_mapping(
             )
         first_seen[key] = line
         lines[(*path, key)] = line
-        _index_node(loader, value_node, (*path, key), lines, source, active)
+        _index_node(loader, value_node, (*path, key), lines, source, walk)
 
 
 def _yaml_error(exc: yaml.MarkedYAMLError, text: str, source: str) -> SpecError:
@@ -136,6 +197,8 @@ def _yaml_hint(exc: yaml.MarkedYAMLError, text: str, line: int | None) -> str | 
     problem, context = exc.problem or "", exc.context or ""
     if line is not None and "\t" in _line_text(text, line):
         return "YAML does not allow tab characters for indentation; use spaces"
+    if "constructor for the tag" in problem:
+        return "YAML tags (`!!python/...`, `!include`, ...) are not allowed in specs; remove it"
     if "unhashable" in problem:
         return "mapping keys must be plain scalars such as names or numbers"
     if "flow" in context or "quoted" in context:
@@ -363,9 +426,16 @@ def _check_json_schema(schema: dict[str, Any], path: DocPath, where: SourceMap) 
 def _check_eval_input(
     capsule: Capsule, value: dict[str, Any], path: DocPath, where: SourceMap
 ) -> None:
-    error = jsonschema.exceptions.best_match(
-        jsonschema.Draft202012Validator(capsule.inputs).iter_errors(value)
-    )
+    try:
+        error = jsonschema.exceptions.best_match(
+            jsonschema.Draft202012Validator(capsule.inputs).iter_errors(value)
+        )
+    except Unresolvable as exc:
+        raise where.error(
+            f"the inputs schema has an unresolvable $ref: {exc}",
+            ("inputs",),
+            hint="only local refs such as '#/$defs/x' resolve",
+        ) from None
     if error is not None:
         raise where.error(
             f"eval input does not match the capsule's inputs: {error.message}",
@@ -417,7 +487,7 @@ def parse_spec(text: str, kind: str | None = None, source: str = "<string>") -> 
     """Parse and validate one document; ``kind`` is used when the document does not say."""
     data, where = parse_yaml(text, source)
     if not isinstance(data, dict):
-        found = "a list" if isinstance(data, list) else f"a {type(data).__name__}"
+        found = {list: "a list", type(None): "empty"}.get(type(data), f"a {type(data).__name__}")
         raise where.error(f"the document must be a mapping of fields, not {found}", hint=_KIND_HINT)
     model = SPEC_TYPES[_resolve_kind(data, kind, where)]
     try:
@@ -462,7 +532,9 @@ def _decode(raw: bytes, source: str) -> str:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        raise SpecError("the file is not UTF-8 text", file=source, line=line) from None
+        raise SpecError(
+            "the file is not UTF-8 text", file=source, line=line, hint="save it as UTF-8"
+        ) from None
 
 
 def _load_as(path: str | Path, model: type[S]) -> S:

@@ -13,6 +13,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import jsonschema
+from referencing.exceptions import Unresolvable
 
 from soma.errors import PlanError, SpecError
 from soma.specs.models import Capsule, Plan, PlanNode
@@ -173,16 +174,28 @@ def _check_inputs(node: PlanNode, index: int, capsule: Capsule, where: SourceMap
                     _suggest(name, list(properties)),
                 )
             continue
-        _check_literal(value, properties[name], (*path, name), where)
+        _check_literal(value, properties[name], capsule.inputs, (*path, name), where)
 
 
-def _check_literal(value: Any, schema: Mapping[str, Any], path: DocPath, where: SourceMap) -> None:
-    """Type-check values that are fully known now; wired references are checked at run time."""
+def _check_literal(
+    value: Any, schema: Mapping[str, Any], root: Mapping[str, Any], path: DocPath, where: SourceMap
+) -> None:
+    """Type-check values that are fully known now; wired references are checked at run time.
+
+    ``root`` is the capsule's whole inputs schema, so ``$ref``s to its ``$defs`` resolve.
+    """
     if any(True for _ in output_references(value)):
         return
-    error = jsonschema.exceptions.best_match(
-        jsonschema.Draft202012Validator(schema).iter_errors(value)
-    )
+    validator = jsonschema.Draft202012Validator(root).evolve(schema=schema)
+    try:
+        error = jsonschema.exceptions.best_match(validator.iter_errors(value))
+    except Unresolvable as exc:
+        raise _fail(
+            where,
+            f"the capsule's input schema has an unresolvable $ref: {exc}",
+            path,
+            "fix the capsule's `inputs:` schema; only local refs such as '#/$defs/x' resolve",
+        ) from None
     if error is not None:
         raise _fail(where, f"invalid input: {error.message}", (*path, *error.absolute_path))
 
