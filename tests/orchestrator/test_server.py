@@ -7,7 +7,9 @@ session server); everything else uses the session server from ``tests/conftest.p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import socket
 import subprocess
 import sys
 import threading
@@ -17,6 +19,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import temporalio.api.workflowservice.v1
 from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.client import Client
@@ -26,6 +29,7 @@ from soma.orchestrator.server import (
     EmbeddedTemporal,
     TemporalServerError,
     connect,
+    connect_patiently,
     managed_temporal,
     temporal_binary,
 )
@@ -181,3 +185,60 @@ async def test_session_client_runs_a_pydantic_workflow(temporal_client: Client) 
             execution_timeout=timedelta(seconds=20),
         )
     assert result == Greeting(name="SOMA", times=2)
+
+
+async def test_a_patient_connect_gives_up_after_its_patience(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = Settings(home=tmp_path, temporal_address=f"127.0.0.1:{port}")
+    waits: list[float] = []
+    with pytest.raises(TemporalServerError, match="cannot reach"):
+        await connect_patiently(settings, patience_s=2.0, on_retry=lambda _, d: waits.append(d))
+    assert waits[:2] == [0.5, 1.0]
+
+
+async def test_a_patient_connect_waits_for_a_server_that_comes_up(
+    temporal_settings: Settings, tmp_path: Path
+) -> None:
+    """The cluster is unreachable when the worker starts and reachable a second later (a
+    proxy in front of the session's server opens late)."""
+    assert temporal_settings.temporal_address is not None
+    target_host, target_port = temporal_settings.temporal_address.rsplit(":", 1)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError):
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        writer.close()
+
+    async def forward(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection(
+            target_host, int(target_port)
+        )
+        await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
+
+    async def open_late() -> asyncio.Server:
+        await asyncio.sleep(1.0)
+        return await asyncio.start_server(forward, "127.0.0.1", port)
+
+    opening = asyncio.create_task(open_late())
+    settings = temporal_settings.model_copy(
+        update={"home": tmp_path, "temporal_address": f"127.0.0.1:{port}"}
+    )
+    waits: list[float] = []
+    client = await connect_patiently(
+        settings, patience_s=30.0, on_retry=lambda _, d: waits.append(d)
+    )
+    proxy = await opening
+    try:
+        assert waits, "the first attempt found no server"
+        await client.workflow_service.get_system_info(
+            temporalio.api.workflowservice.v1.GetSystemInfoRequest()
+        )
+    finally:
+        proxy.close()

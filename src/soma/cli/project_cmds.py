@@ -20,7 +20,7 @@ from soma.identity.secret import load_secret_key
 from soma.orchestrator.background import background_consumers
 from soma.orchestrator.launch import PlannerMode
 from soma.orchestrator.projects import cancel_project, send_review
-from soma.orchestrator.server import EmbeddedTemporal, connect
+from soma.orchestrator.server import EmbeddedTemporal, connect, connect_patiently
 from soma.orchestrator.types import ReviewDecision
 from soma.orchestrator.worker import build_worker
 from soma.secrets import Vault
@@ -305,7 +305,10 @@ def worker() -> None:
         start_metrics_server(settings.metrics_port)
 
     async def go() -> None:
-        client = await connect(settings)
+        client = await connect_patiently(
+            settings,
+            on_retry=lambda exc, delay: console.print(f"{exc}; retrying in {delay:.0f} s"),
+        )
         store = Store.open(settings.store_url)
         running = build_worker(client, settings, store=store, library=load_library(settings))
         console.print(f"worker polling task queue {settings.task_queue!r}; Ctrl-C to stop")

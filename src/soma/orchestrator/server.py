@@ -23,7 +23,7 @@ import subprocess
 import sys
 import sysconfig
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -361,6 +361,28 @@ async def connect(settings: Settings, *, timeout_s: float = 10.0) -> Client:
     if settings.temporal_address:
         await _check_namespace(client, settings.temporal_namespace, address, timeout_s)
     return client
+
+
+async def connect_patiently(
+    settings: Settings,
+    *,
+    patience_s: float = 120.0,
+    on_retry: Callable[[TemporalServerError, float], None] | None = None,
+) -> Client:
+    """:func:`connect`, retried with backoff for up to ``patience_s``: a worker started while
+    its cluster restarts (a deploy, a node drain) waits for it instead of exiting."""
+    deadline = time.monotonic() + patience_s
+    delay = 0.5
+    while True:
+        try:
+            return await connect(settings)
+        except TemporalServerError as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            if on_retry is not None:
+                on_retry(exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
 
 
 @contextlib.contextmanager
