@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +23,7 @@ from soma.secrets import Vault
 from soma.settings import Settings
 from tests.gateway.conftest import LiveGateway, serve_in_thread
 from tests.notify.conftest import Receiver, _serve
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -55,16 +55,6 @@ def ops_gateway(temporal_settings: Settings, tmp_path: Path) -> Iterator[LiveGat
         yield LiveGateway(url, services)
     finally:
         stop()
-
-
-def _wait(predicate: Any, what: str, timeout_s: float = 120.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def _stream_messages(stream: str, subject_filter: str) -> list[tuple[str, dict[str, Any]]]:
@@ -107,7 +97,7 @@ def test_a_project_is_metered_notified_exported_and_measured(
             state = client.get(f"/api/v1/projects/{project_id}").json()
             return state if state["status"] in ("succeeded", "failed") else None
 
-        final = _wait(finished, "the project to finish", 240)
+        final = wait_for(finished, "the project to finish", 240)
         assert final["status"] == "succeeded"
 
         # Metered once per model call; the invoice's model line is the project's tokens.
@@ -123,7 +113,7 @@ def test_a_project_is_metered_notified_exported_and_measured(
         assert 'soma_model_tokens_total{direction="input",model="synthetic"}' in metrics
 
     # The finish is notified: retried after the receiver's first 500, then signed and delivered.
-    delivered = _wait(lambda: receiver.count() >= 2, "the webhook delivery", 60)
+    delivered = wait_for(lambda: receiver.count() >= 2, "the webhook delivery", 60)
     assert delivered
     last = receiver.requests[-1]
     payload = last.json()
@@ -142,7 +132,7 @@ def test_a_project_is_metered_notified_exported_and_measured(
         found = asyncio.run(_stream_messages(settings.nats_stream, prefix))
         return found if len(found) >= len(stored) else None
 
-    messages = _wait(exported, "the export of every event", 60)
+    messages = wait_for(exported, "the export of every event", 60)
     ids = [body["id"] for _, body in messages]
     assert ids == [event.id for event in stored]
     assert len({key for key, _ in messages}) == len(messages)

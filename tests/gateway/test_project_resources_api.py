@@ -4,7 +4,6 @@ provisioned fails the project before its workflow starts."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -13,18 +12,9 @@ import pytest
 
 from soma.models.synthetic import SyntheticModel
 from tests.gateway.conftest import LiveGateway
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.slow
-
-
-def _wait_for(predicate: Any, what: str, timeout_s: float = 240.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_resources_live_and_die_with_the_project(
@@ -64,7 +54,7 @@ def test_resources_live_and_die_with_the_project(
             state = client.get(f"/api/v1/projects/{project_id}", headers=admin).json()
             return state if state["status"] in ("succeeded", "failed") else None
 
-        final = _wait_for(finished, "the project to finish")
+        final = wait_for(finished, "the project to finish")
         assert [r["status"] for r in final["resources"]] == ["provisioned"]
 
         torn = client.post(f"/api/v1/projects/{project_id}/teardown", headers=admin)

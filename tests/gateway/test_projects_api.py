@@ -4,7 +4,6 @@ gates approved by a reviewer, finished — on the real engine with a worker in t
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import httpx
@@ -12,18 +11,9 @@ import pytest
 
 from soma.models.synthetic import SyntheticModel
 from tests.gateway.conftest import LiveGateway
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.slow
-
-
-def _wait_for(predicate: Any, what: str, timeout_s: float = 120.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _sse(lines: list[str]) -> list[dict[str, str]]:
@@ -72,7 +62,7 @@ def test_project_over_http(engine_gateway: LiveGateway, model_table: dict[str, A
             state = client.get(f"/api/v1/projects/{project_id}", headers=dev).json()
             return state if state["status"] in ("succeeded", "failed") else None
 
-        final = _wait_for(finished, "the project to finish", timeout_s=240)
+        final = wait_for(finished, "the project to finish", timeout_s=240)
         assert final["status"] == "succeeded", final
         assert approved, "the template plan has human review gates"
         assert {run["status"] for run in final["runs"]} == {"succeeded"}
@@ -119,7 +109,7 @@ def test_cancel_over_http(engine_gateway: LiveGateway, model_table: dict[str, An
             state = client.get(f"/api/v1/projects/{project_id}", headers=dev).json()
             return bool(state["status"] == "cancelled")
 
-        _wait_for(cancelled, "the project to be cancelled")
+        wait_for(cancelled, "the project to be cancelled")
 
 
 def test_project_routes_without_engine_answer_503(gateway: LiveGateway) -> None:

@@ -148,10 +148,12 @@ class HoldingStore(Store):
 
 
 class DrillModel:
-    """Asks for the side-effect tool ``TURNS`` times, then answers; logs every real call."""
+    """Asks for the side-effect tool ``turns`` times, then answers; logs every real call."""
 
-    def __init__(self, log: Path) -> None:
+    def __init__(self, log: Path, *, turns: int = TURNS, sleep_s: float = SLEEP_S) -> None:
         self.log = log
+        self.turns = turns
+        self.sleep_s = sleep_s
 
     @property
     def name(self) -> str:
@@ -163,11 +165,11 @@ class DrillModel:
         node = match.group(1) if match else "?"
         turn = sum(1 for m in request.messages if m.role == "assistant")
         append_line(self.log, f"model {node}:{turn + 1}")
-        if turn < TURNS and request.tools:
+        if turn < self.turns and request.tools:
             call = ToolCall(
                 id=f"call_{turn + 1}",
                 name=TOOL,
-                arguments={"label": f"{node}:t{turn + 1}", "sleep_s": SLEEP_S},
+                arguments={"label": f"{node}:t{turn + 1}", "sleep_s": self.sleep_s},
             )
             message = Message.assistant(tool_calls=[call])
         else:

@@ -18,15 +18,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from soma.models.protocol import Model
-from soma.models.scripted import count_usage, stream_chunks
-from soma.models.types import Message, ModelRequest, ModelResponse, StreamChunk, ToolCall
 from soma.orchestrator.server import connect
 from soma.orchestrator.worker import build_worker
 from soma.settings import Settings
@@ -34,17 +30,16 @@ from soma.store import Store
 from soma.tools import ToolRegistry, default_registry
 from tests.orchestrator.crash_worker import (
     CAPSULE,
-    TOOL,
+    DrillModel,
     append_line,
     load_library,
     side_effect_tool,
     write_library,
 )
 
-__all__ = ["CAPSULE", "TOOL_SLEEP_S", "ChaosModel", "write_library"]
+__all__ = ["CAPSULE", "TOOL_SLEEP_S", "write_library"]
 
 TOOL_SLEEP_S = 0.2
-_NODE_RE = re.compile(r"\[\[([a-z0-9_-]+)\]\]")
 _MODEL_KEY_RE = re.compile(r"([^/]+)/([^/]+)/a\d+/r\d+/model/(\d+)$")
 _TOOL_OUTPUT_RE = re.compile(r"did ([a-z0-9_-]+:t\d+)")
 
@@ -75,44 +70,6 @@ class RecordingStore(Store):
             append_line(self.recorded, f"unmatched {kind} {key} {result}")
 
 
-class ChaosModel:
-    """Asks for the side-effect tool once, then answers; logs every real call."""
-
-    def __init__(self, log: Path) -> None:
-        self.log = log
-
-    @property
-    def name(self) -> str:
-        return "drill"
-
-    async def complete(self, request: ModelRequest) -> ModelResponse:
-        prompt = next((m.content or "" for m in request.messages if m.role == "user"), "")
-        match = _NODE_RE.search(prompt)
-        node = match.group(1) if match else "?"
-        turn = sum(1 for m in request.messages if m.role == "assistant")
-        append_line(self.log, f"model {node}:{turn + 1}")
-        if turn == 0 and request.tools:
-            call = ToolCall(
-                id="call_1",
-                name=TOOL,
-                arguments={"label": f"{node}:t1", "sleep_s": TOOL_SLEEP_S},
-            )
-            message = Message.assistant(tool_calls=[call])
-        else:
-            message = Message.assistant(json.dumps({"node": node, "calls": turn}))
-        return ModelResponse(
-            message=message,
-            usage=count_usage(request, message),
-            model=self.name,
-            finish_reason="tool_calls" if message.tool_calls else "stop",
-        )
-
-    async def stream(self, request: ModelRequest) -> AsyncIterator[StreamChunk]:
-        response = await self.complete(request)
-        for chunk in stream_chunks(response):
-            yield chunk
-
-
 async def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--address", required=True)
@@ -136,7 +93,7 @@ async def main(argv: list[str] | None = None) -> None:
     store.recorded = args.recorded
     registry: ToolRegistry = default_registry()
     registry.register(side_effect_tool(args.log, None))
-    model = ChaosModel(args.log)
+    model = DrillModel(args.log, turns=1, sleep_s=TOOL_SLEEP_S)
 
     def models(spec: str) -> Model:
         return model

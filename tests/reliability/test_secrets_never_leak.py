@@ -14,7 +14,6 @@ import io
 import json
 import logging
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from soma.models.synthetic import SyntheticModel
 from soma.settings import Settings
 from soma.telemetry.logs import configure_logging
 from tests.gateway.conftest import LiveGateway
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("restore_logging")]
 
@@ -37,16 +37,6 @@ VAULT_VALUES = {
     "slack.webhook": "https://hooks.slack.test/T000/B000/" + "xoxCanary9" * 3,
     "db.password": "pw-" + "CorrectHorseBattery" * 2,
 }
-
-
-def _wait_for(predicate: Any, what: str, timeout_s: float = 240.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _secret_part(key: str) -> str:
@@ -119,7 +109,7 @@ def test_secrets_never_leak(
             state = client.get(f"/api/v1/projects/{project_id}", headers=admin).json()
             return state if state["status"] in ("succeeded", "failed") else None
 
-        assert _wait_for(finished, "the project to finish")["status"] == "succeeded"
+        assert wait_for(finished, "the project to finish")["status"] == "succeeded"
 
         # An API key is never retrievable after creation: not from the API...
         keys_listing = client.get("/api/v1/keys", headers=admin).text
