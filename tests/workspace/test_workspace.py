@@ -148,3 +148,34 @@ class TestResolve:
 def test_identity_names_are_safe(bad: str) -> None:
     with pytest.raises(ValidationError):
         AgentIdentity(persona=bad)
+
+
+def _open_and_count(root: str, start_at: float) -> int:
+    import time
+
+    time.sleep(max(0.0, start_at - time.time()))  # every process opens at the same instant
+    workspace = Workspace.open(Path(root), "raced")
+    return len(workspace.log(10))
+
+
+def test_processes_racing_to_create_a_workspace_share_one_repository(tmp_path: Path) -> None:
+    """Workers of several processes may open a new project's workspace at the same moment."""
+    import concurrent.futures
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    import time
+
+    with concurrent.futures.ProcessPoolExecutor(6, mp_context=context) as pool:
+        start_at = time.time() + 3.0  # after every worker process has started
+        counts = list(pool.map(_open_and_count, [str(tmp_path)] * 6, [start_at] * 6))
+    assert counts == [1] * 6, "one repository, one initial commit"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["raced"], "no staging folder left"
+
+
+def test_a_crash_during_creation_leaves_nothing_half_made(tmp_path: Path) -> None:
+    (tmp_path / ".init-p1-abandoned").mkdir()  # what a worker killed mid-init leaves behind
+    (tmp_path / ".init-p1-abandoned" / ".git").mkdir()
+    workspace = Workspace.open(tmp_path, "p1")
+    assert workspace.head()
+    assert len(workspace.log(5)) == 1

@@ -68,10 +68,35 @@ class Workspace:
         return ws
 
     def _init(self) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
+        """Create the repository aside and move it into place with one rename.
+
+        Workers of several processes may open a new project's workspace at the same moment,
+        and one may be killed in the middle of ``git init``: built in place, the first case
+        fails ("File exists") and the second leaves a half-made ``.git`` that every later open
+        trusts. Built aside, a crash leaves only a staging folder, and of two racers the second
+        rename fails and it adopts the repository the first one made.
+        """
+        root = self.path.parent
+        root.mkdir(parents=True, exist_ok=True)
         with self._lock:
-            run_git(self.path, ["init", "--quiet", "--initial-branch=main"])
-            run_git(self.path, ["commit", "--quiet", "--allow-empty", "-m", "Initialize workspace"])
+            if (self.path / ".git").is_dir():
+                return
+            staging = Path(tempfile.mkdtemp(prefix=f".init-{self.project_id}-", dir=root))
+            try:
+                run_git(staging, ["init", "--quiet", "--initial-branch=main"])
+                run_git(
+                    staging, ["commit", "--quiet", "--allow-empty", "-m", "Initialize workspace"]
+                )
+                try:
+                    if self.path.is_dir():
+                        os.rename(staging / ".git", self.path / ".git")
+                    else:
+                        os.rename(staging, self.path)
+                except OSError:
+                    if not (self.path / ".git").is_dir():
+                        raise
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
 
     def resolve(self, relpath: str) -> Path:
         """Map an agent-supplied relative path to an absolute path inside the workspace.
