@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
-import re
 import sys
 import tempfile
 import time
@@ -30,15 +29,13 @@ from soma.memory.index import VectorIndex
 from soma.memory.qdrant_index import QdrantIndex
 from soma.memory.sql_index import SqlIndex
 from soma.models.function import FunctionModel
-from soma.models.scripted import final
-from soma.models.types import ModelRequest
 from soma.specs.library import Library
 from soma.store import Store
 from soma.tools import default_registry
 from soma.tools.sandbox import make_sandbox
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.memory.test_improve import CAPSULE_YAML
+from tests.memory.test_improve import CAPSULE_YAML, learner
 
 SUBJECTS = (
     "database deploy tests style login cache queue console billing email".split()  # noqa: SIM905
@@ -85,13 +82,6 @@ def measure(name: str, memory: Memory, items: list[str], queries: int) -> list[o
         f"{1e3 * percentile(samples, 0.5):.2f}",
         f"{1e3 * percentile(samples, 0.99):.2f}",
     ]
-
-
-def learner(request: ModelRequest) -> object:
-    prompt = request.messages[-1].content or ""
-    return final(
-        {"notes": " ".join(["Release notes.", *re.findall(r"notes lacks '([^']+)'", prompt)])}
-    )
 
 
 async def lessons(root: Path, memory: Memory, rounds: int) -> list[list[object]]:

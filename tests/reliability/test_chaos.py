@@ -39,8 +39,6 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 from temporalio.client import Client
 
@@ -51,6 +49,7 @@ from soma.orchestrator.types import ProjectParams, Timeouts
 from soma.settings import Settings
 from soma.specs.models import Plan, PlanNode
 from soma.store import Store
+from tests.postgres import scratch_database
 
 from .chaos_worker import CAPSULE, write_library
 
@@ -61,9 +60,6 @@ SEED = 20240612
 PROJECTS = 20
 WORKERS = 2
 DEADLINE_S = 150.0
-POSTGRES_URL = os.environ.get(
-    "SOMA_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 # Node shapes, picked per project by the seeded generator.
 SHAPES: tuple[dict[str, list[str]], ...] = (
     {"a": [], "b": ["a"]},
@@ -80,26 +76,8 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'soma' / 'soma.db'}"
         return
-    admin_url = make_url(POSTGRES_URL)
-    admin = create_engine(
-        admin_url,
-        isolation_level="AUTOCOMMIT",
-        poolclass=NullPool,
-        connect_args={"connect_timeout": 3},
-    )
-    name = f"soma_chaos_{uuid.uuid4().hex[:12]}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except OperationalError as exc:
-        admin.dispose()
-        pytest.skip(f"PostgreSQL unavailable at {admin_url!r}: {exc.orig}")
-    try:
-        yield admin_url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with scratch_database("soma_chaos") as url:
+        yield url.render_as_string(hide_password=False)
 
 
 @pytest.fixture

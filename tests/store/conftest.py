@@ -8,47 +8,24 @@ server is unreachable the PostgreSQL cases are skipped with the reason.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.engine import URL
 from sqlalchemy.pool import NullPool
 
 from soma.store import Store
-
-POSTGRES_URL = os.environ.get(
-    "SOMA_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
+from tests.postgres import scratch_database
 
 
 @pytest.fixture(scope="session")
 def postgres_database() -> Iterator[URL]:
     """A fresh database for this test session, dropped afterwards."""
-    admin_url = make_url(POSTGRES_URL)
-    admin = create_engine(
-        admin_url,
-        isolation_level="AUTOCOMMIT",
-        poolclass=NullPool,
-        connect_args={"connect_timeout": 3},
-    )
-    name = f"soma_test_{uuid.uuid4().hex[:12]}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except OperationalError as exc:
-        admin.dispose()
-        pytest.skip(f"PostgreSQL unavailable at {admin_url!r}: {exc.orig}")
-    try:
-        yield admin_url.set(database=name)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with scratch_database("soma_test") as url:
+        yield url
 
 
 @pytest.fixture
