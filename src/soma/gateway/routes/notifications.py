@@ -62,21 +62,6 @@ class RuleIn(BaseModel):
     )
 
 
-class RuleOut(BaseModel):
-    id: str
-    tenant_id: str
-    event_type: NotificationType
-    channel: ChannelKind
-    target: str
-    secret_name: str | None
-    enabled: bool
-    created_at: datetime
-
-    @classmethod
-    def of(cls, rule: NotificationRuleRecord) -> RuleOut:
-        return cls.model_validate(rule.model_dump())
-
-
 class DeliveryOut(BaseModel):
     """One notification owed to a rule. The payload is left out: ``summary`` says what it is."""
 
@@ -121,9 +106,8 @@ class TestResult(BaseModel):
 
 
 @router.get("/notifications/rules", summary="The tenant's notification rules, oldest first")
-async def list_rules(who: Manager, svc: Svc) -> list[RuleOut]:
-    rules = await asyncio.to_thread(svc.store.list_notification_rules, who.tenant_id)
-    return [RuleOut.of(rule) for rule in rules]
+async def list_rules(who: Manager, svc: Svc) -> list[NotificationRuleRecord]:
+    return await asyncio.to_thread(svc.store.list_notification_rules, who.tenant_id)
 
 
 @router.post(
@@ -131,14 +115,13 @@ async def list_rules(who: Manager, svc: Svc) -> list[RuleOut]:
     status_code=201,
     summary="Add a rule: one notification type to one webhook, Slack channel or email list",
 )
-async def create_rule(body: RuleIn, who: Manager, svc: Svc) -> RuleOut:
+async def create_rule(body: RuleIn, who: Manager, svc: Svc) -> NotificationRuleRecord:
     _check(body)
-    rule = await asyncio.to_thread(
+    return await asyncio.to_thread(
         lambda: svc.store.create_notification_rule(
             who.tenant_id, body.event_type, body.channel, body.target, secret_name=body.secret_name
         )
     )
-    return RuleOut.of(rule)
 
 
 @router.delete(
